@@ -1,0 +1,146 @@
+"""``python manage.py serve``: the whole embedded stack in the foreground (``make run``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve the product: uvicorn on 127.0.0.1:$PORT, a Celery worker with beat, and "
+        "(unless a Stripe secret key is set) the Stripe emulator. Runs until interrupted."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument(
+            "--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1"))
+        )
+        parser.add_argument("--no-worker", action="store_true", help="do not start Celery")
+
+    def handle(self, *args, host, port, workers, no_worker, **options):
+        self.children: dict[str, subprocess.Popen] = {}
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            if settings.STRIPE_EMULATED:
+                self._start_emulator()
+            if not no_worker:
+                self._start_worker()
+            web = self._spawn(
+                "web",
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "mcpbilling.asgi:application",
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(workers),
+                    "--lifespan",
+                    "on",
+                    "--proxy-headers",
+                ],
+            )
+            self._banner(host, port)
+            while True:
+                for name, child in self.children.items():
+                    if child.poll() is not None and name != "web":
+                        raise CommandError(f"The {name} process exited with {child.returncode}.")
+                if web.poll() is not None:
+                    break
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            self.stdout.write("Stopping…")
+        finally:
+            self._stop_all()
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        child = subprocess.Popen(argv, cwd=settings.BASE_DIR)
+        self.children[name] = child
+        return child
+
+    def _start_emulator(self) -> None:
+        port = settings.STRIPE_EMULATOR_PORT
+        state = Path(settings.RUN_DIR) / "stripe_emulator.json"
+        self._spawn(
+            "stripe",
+            [
+                sys.executable,
+                "manage.py",
+                "stripe_emulator",
+                "--port",
+                str(port),
+                "--state-file",
+                str(state),
+            ],
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/_emulator/health", timeout=1).raise_for_status()
+                return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise CommandError(f"The Stripe emulator did not start on port {port}.")
+
+    def _start_worker(self) -> None:
+        if settings.CELERY_BROKER_URL == "filesystem://":
+            for folder in ("broker", "processed"):
+                (Path(settings.RUN_DIR) / "celery" / folder).mkdir(parents=True, exist_ok=True)
+        self._spawn(
+            "celery",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "mcpbilling",
+                "worker",
+                "--beat",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "2",
+                "--schedule",
+                settings.CELERY_BEAT_SCHEDULE_FILENAME,
+            ],
+        )
+
+    def _banner(self, host: str, port: int) -> None:
+        base = f"http://{host}:{port}"
+        key_file = Path(settings.RUN_DIR) / "demo_api_key"
+        lines = [
+            "",
+            f"  MCP endpoint   {base}/mcp",
+            f"  Admin          {base}/admin/",
+            f"  Health         {base}/healthz",
+        ]
+        if settings.STRIPE_EMULATED:
+            lines.append(f"  Stripe emulator {settings.STRIPE_API_HOST}")
+        if key_file.exists():
+            lines.append(f"  Demo API key   {key_file.read_text().strip()}")
+        self.stdout.write("\n".join([*lines, "  Ctrl-C stops everything.", ""]))
+
+    def _stop_all(self) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 10
+        for child in self.children.values():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()

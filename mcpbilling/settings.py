@@ -1,0 +1,268 @@
+"""Settings, all read from the environment (README lists every variable).
+
+The embedded default (no variables set) is SQLite, the filesystem Celery
+broker, the local-memory cache and the built-in Stripe emulator. With
+``DJANGO_ENV=production`` the process refuses to start without its secrets.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+RUN_DIR = BASE_DIR / ".run"  # the embedded default's state: broker folders, demo key
+
+env = environ.Env()
+
+PRODUCTION = env.str("DJANGO_ENV", default="development") == "production"
+DEBUG = env.bool("DEBUG", default=not PRODUCTION)
+
+if PRODUCTION:
+    # No defaults: a missing secret stops the process at start-up.
+    SECRET_KEY = env.str("SECRET_KEY")
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+else:
+    SECRET_KEY = env.str("SECRET_KEY", default="insecure-development-key-do-not-use-in-production")
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# The public address of this service, for links sent to customers (action_url).
+SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{env.int('PORT', default=8000)}")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "djstripe",
+    "mcpbilling.apps.McpBillingConfig",
+    "customers",
+    "billing",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mcpbilling.urls"
+WSGI_APPLICATION = "mcpbilling.wsgi.application"
+ASGI_APPLICATION = "mcpbilling.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Writers queue on the busy timeout instead of failing with "database is
+    # locked"; IMMEDIATE takes the write lock at BEGIN, so a transaction that
+    # reads then writes cannot be refused half-way.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": env.int("SQLITE_BUSY_TIMEOUT_S", default=30),
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # A file, not memory: tests share it across threads, and --reuse-db keeps it.
+    DATABASES["default"]["TEST"] = {"NAME": str(RUN_DIR / "test.sqlite3")}
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache (API-key lookups, rate limits) ---------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "mcpb",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Celery ----------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL == "filesystem://":
+    _broker_dir = RUN_DIR / "celery" / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir),
+        "data_folder_out": str(_broker_dir),
+        "processed_folder": str(RUN_DIR / "celery" / "processed"),
+        "store_processed": False,
+    }
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(RUN_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "release-stale-holds": {"task": "billing.tasks.release_stale_holds", "schedule": 60.0},
+    "expire-credits": {"task": "billing.tasks.expire_credits", "schedule": 300.0},
+}
+
+# --- Stripe ----------------------------------------------------------------
+# Without a secret key the product talks to its own Stripe emulator.
+STRIPE_EMULATOR_PORT = env.int("STRIPE_EMULATOR_PORT", default=12111)
+if PRODUCTION:
+    STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY")
+else:
+    STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
+STRIPE_EMULATED = not STRIPE_SECRET_KEY
+if STRIPE_EMULATED:
+    STRIPE_SECRET_KEY = "sk_test_emulator0000000000000000000000"  # dj-stripe wants 24+ chars
+    STRIPE_PUBLISHABLE_KEY = STRIPE_PUBLISHABLE_KEY or "pk_test_emulator"
+    STRIPE_API_HOST = env.str("STRIPE_API_HOST", default=f"http://127.0.0.1:{STRIPE_EMULATOR_PORT}")
+elif env.str("STRIPE_API_HOST", default=""):
+    STRIPE_API_HOST = env.str("STRIPE_API_HOST")
+STRIPE_LIVE_MODE = STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_"))
+if STRIPE_LIVE_MODE:
+    STRIPE_LIVE_SECRET_KEY = STRIPE_SECRET_KEY
+else:
+    STRIPE_TEST_SECRET_KEY = STRIPE_SECRET_KEY
+DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
+DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+STRIPE_TIMEOUT_S = env.float("STRIPE_TIMEOUT_S", default=10.0)
+
+# --- Billing ---------------------------------------------------------------
+BILLING_DEFAULT_CURRENCY = env.str("BILLING_DEFAULT_CURRENCY", default="usd")
+# A hold not settled within this time (a crashed worker) is released by beat.
+BILLING_HOLD_TTL_S = env.int("BILLING_HOLD_TTL_S", default=900)
+
+# --- REST API --------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "mcpbilling.errors.drf_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MCP Billing operator API",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Auth, i18n, static ----------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "admin:login"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+# Where collectstatic gathers files for production; development serves them
+# from the apps directly (WhiteNoise's finders), so it needs none.
+STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")) if PRODUCTION else None
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = not PRODUCTION
+
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- Gateway (MCP endpoint) --------------------------------------------------
+# Host and Origin headers accepted at /mcp (DNS-rebinding protection; a bad
+# Origin gets 403). "name:*" accepts any port. The defaults cover SITE_URL and
+# loopback.
+_SITE_ORIGIN = "/".join(SITE_URL.split("/", 3)[:3])  # scheme://host[:port]
+_SITE_HOST = _SITE_ORIGIN.partition("://")[2]
+MCP_ALLOWED_HOSTS = env.list(
+    "MCP_ALLOWED_HOSTS",
+    default=[_SITE_HOST, "127.0.0.1", "127.0.0.1:*", "localhost", "localhost:*", "[::1]:*"],
+)
+MCP_ALLOWED_ORIGINS = env.list(
+    "MCP_ALLOWED_ORIGINS",
+    default=[_SITE_ORIGIN, "http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+)
+# Modules whose @tool functions the gateway serves (imported at start-up).
+MCP_TOOL_MODULES = env.list(
+    "MCP_TOOL_MODULES",
+    default=[
+        "mcpbilling.gateway.tools.calculate",
+        "mcpbilling.gateway.tools.units",
+        "mcpbilling.gateway.tools.text",
+        "mcpbilling.gateway.tools.data",
+        "mcpbilling.gateway.tools.dates",
+    ],
+)
+# Create Tool rows (and first prices) for the registered Python tools at start-up.
+MCP_SYNC_TOOLS_ON_STARTUP = env.bool("MCP_SYNC_TOOLS_ON_STARTUP", default=True)
+# Largest accepted request body at /mcp, bytes (larger: 413).
+MCP_MAX_BODY_BYTES = env.int("MCP_MAX_BODY_BYTES", default=256 * 1024)
+# How long the gateway keeps its snapshot of tools and active prices, seconds.
+MCP_CATALOG_TTL_S = env.float("MCP_CATALOG_TTL_S", default=5.0)
+# API-key lookups are cached this long (at most 60: a revoked key stops within a minute),
+# customers and their plans this long (status and plan changes apply within it).
+API_KEY_CACHE_TTL_S = min(env.int("API_KEY_CACHE_TTL_S", default=30), 60)
+CUSTOMER_CACHE_TTL_S = env.int("CUSTOMER_CACHE_TTL_S", default=5)
+# JWTs issued by the operator: accepted when JWT_ISSUER and a key are set.
+# `sub` names the customer (its id, or its email); `aud`, `iss` and `exp` are required.
+JWT_ISSUER = env.str("JWT_ISSUER", default="")
+JWT_AUDIENCE = env.str("JWT_AUDIENCE", default=f"{SITE_URL.rstrip('/')}/mcp")
+JWT_HS256_SECRET = env.str("JWT_HS256_SECRET", default="")
+# PEM; "\n" escapes are accepted so the key fits in one environment line.
+JWT_RS256_PUBLIC_KEY = env.str("JWT_RS256_PUBLIC_KEY", default="").replace("\\n", "\n")
+# Accepted algorithms; only HS256 and RS256 are ever honoured.
+JWT_ALGORITHMS = env.list("JWT_ALGORITHMS", default=["HS256", "RS256"])
+JWT_LEEWAY_S = env.int("JWT_LEEWAY_S", default=0)

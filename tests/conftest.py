@@ -1,0 +1,52 @@
+"""Shared fixtures. PostgreSQL and Redis are used when DATABASE_URL / REDIS_URL are set."""
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from mcpbilling.celery import app as celery_app
+from mcpbilling.stripe_emulator.testing import running_emulator
+
+
+def pytest_configure(config):
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+
+
+@pytest.fixture
+def on_postgres():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: set DATABASE_URL (CI does)")
+
+
+@pytest.fixture
+def on_redis():
+    if not settings.REDIS_URL:
+        pytest.skip("needs Redis: set REDIS_URL (CI does)")
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def _emulator_server():
+    with running_emulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emulator(_emulator_server):
+    """The Stripe emulator of this run (real HTTP on a free port), with empty state."""
+    _emulator_server.reset()
+    yield _emulator_server
+    _emulator_server.reset()
