@@ -1,0 +1,586 @@
+"""The charge engine: authorise a tool call, then capture or release it.
+
+``call_authorize`` decides, in one short transaction, whether the customer's
+plan lets the call run and reserves what it will cost (a hold). The tool runs
+outside any transaction. ``call_capture`` (success, or failure on a price that
+charges failed calls) or ``call_release`` then settle the hold, writing the
+usage record, the ledger entry and the outbox row together.
+
+Every check-then-write is a conditional ``UPDATE ... WHERE <limit holds>``, so
+concurrent calls cannot both pass a limit only one fits under. Lock order, in
+every path: tool counter, period counter, account, budget counters, and the
+hold last (authorise inserts it, settling marks it settled), so concurrent
+calls of one customer cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.db.models.lookups import LessThanOrEqual
+from django.utils import timezone
+
+from billing.models import (
+    BillingModel,
+    BudgetCounter,
+    CreditAccount,
+    Hold,
+    LedgerEntry,
+    OutboxMessage,
+    PaymentPath,
+    PeriodCounter,
+    Plan,
+    Tool,
+    ToolPeriodCounter,
+    UsageRecord,
+)
+from billing.selectors import credit_balance
+from billing.services.ledger import account_lock, entry_append, lots_consume
+from billing.services.pricing import Quote, price_at_position, tool_price_active, tool_quote
+from customers.models import ApiKey, Customer
+from customers.services import customer_period_current, customer_plan_change
+from mcpbilling.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+Outcome = UsageRecord.Outcome
+
+# The action a refused customer can take; the interface turns it into a URL.
+BUY_CREDITS = "buy_credits"
+SUBSCRIBE = "subscribe"
+ADD_PAYMENT_METHOD = "add_payment_method"
+UPGRADE = "upgrade"
+UPDATE_PAYMENT_METHOD = "update_payment_method"
+
+
+def refusal(code: str, message: str, *, action: str | None = None, **extra) -> ApplicationError:
+    """A billing refusal with one of the contract's codes; nothing has been charged."""
+    return ApplicationError(code, message, status=402, action=action, **extra)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What a settled call cost and what the customer has left."""
+
+    usage: UsageRecord
+    balance_credits: int | None  # None when the customer's plan does not use credits
+
+
+# --- counters ---------------------------------------------------------------
+
+
+def counter_add(model, *, keys: dict, field: str, by: int, limit: int | None = None) -> bool:
+    """Add ``by`` to ``field`` of the row ``keys`` names (created at zero), unless past ``limit``.
+
+    Returns False, changing nothing, when the new value would exceed ``limit``.
+    """
+    rows = model.objects.filter(**keys)
+    if limit is not None:
+        rows = rows.filter(**{f"{field}__lte": limit - by})
+    if rows.update(**{field: F(field) + by}):
+        return True
+    if model.objects.filter(**keys).exists():
+        return False
+    model.objects.bulk_create([model(**keys)], ignore_conflicts=True)
+    return bool(rows.update(**{field: F(field) + by}))
+
+
+def _tool_position(*, customer: Customer, tool: Tool, by: int) -> int:
+    """Count a call of ``tool`` in the period and return its position among them."""
+    keys = {"customer": customer, "tool": tool, "period_start": customer.period_start}
+    counter_add(ToolPeriodCounter, keys=keys, field="calls", by=by)
+    return ToolPeriodCounter.objects.filter(**keys).values_list("calls", flat=True).get()
+
+
+def _customer_budget(customer: Customer) -> int | None:
+    if customer.daily_budget_microcents is not None:
+        return customer.daily_budget_microcents
+    return customer.plan.daily_budget_microcents if customer.plan else None
+
+
+def _reserve_budgets(
+    *, customer: Customer, api_key: ApiKey | None, amount: int, day
+) -> tuple[bool, bool]:
+    """Count ``amount`` against the customer's and the key's daily budgets, or refuse.
+
+    Returns which of the two counted it, so a release gives back exactly those.
+    """
+    customer_limit = _customer_budget(customer)
+    if customer_limit is not None:
+        keys = {"customer": customer, "api_key": None, "day": day}
+        if not counter_add(
+            BudgetCounter, keys=keys, field="spent_microcents", by=amount, limit=customer_limit
+        ):
+            raise refusal(
+                "budget_exceeded",
+                "The daily spending cap of this account is reached.",
+                scope="customer",
+            )
+    key_limit = api_key.daily_budget_microcents if api_key is not None else None
+    if key_limit is not None:
+        keys = {"customer": customer, "api_key": api_key, "day": day}
+        if not counter_add(
+            BudgetCounter, keys=keys, field="spent_microcents", by=amount, limit=key_limit
+        ):
+            raise refusal(
+                "budget_exceeded",
+                "The daily spending cap of this API key is reached.",
+                scope="api_key",
+            )
+    return customer_limit is not None, key_limit is not None
+
+
+def _release_budgets(hold: Hold) -> None:
+    scopes = []
+    if hold.counted_customer_budget:
+        scopes.append(None)
+    if hold.counted_key_budget:
+        scopes.append(hold.api_key_id)
+    for api_key_id in scopes:
+        BudgetCounter.objects.filter(
+            customer_id=hold.customer_id, api_key_id=api_key_id, day=hold.budget_day
+        ).update(spent_microcents=F("spent_microcents") - hold.amount_microcents)
+
+
+# --- authorise ----------------------------------------------------------------
+
+
+def _reserve_credits(customer: Customer, credits: int) -> None:
+    reserved = CreditAccount.objects.filter(
+        customer=customer, balance_credits__gte=F("held_credits") + credits
+    ).update(held_credits=F("held_credits") + credits)
+    if not reserved:
+        raise refusal(
+            "insufficient_credits",
+            f"This call costs {credits} credits and the balance does not cover it.",
+            action=BUY_CREDITS,
+            credits_required=credits,
+        )
+
+
+def _reserve_exposure(customer: Customer, plan: Plan, amount: int) -> int:
+    """Count ``amount`` against the pay-as-you-go exposure limit; returns what was counted."""
+    limit = plan.exposure_limit_microcents
+    if limit is None:
+        return 0
+    reserved = (
+        CreditAccount.objects.filter(customer=customer)
+        .filter(LessThanOrEqual(F("held_microcents") + F("unbilled_microcents") + amount, limit))
+        .update(held_microcents=F("held_microcents") + amount)
+    )
+    if not reserved:
+        raise refusal(
+            "budget_exceeded",
+            "The amount owed has reached this account's limit; it opens again once paid.",
+            action=UPDATE_PAYMENT_METHOD,
+            scope="exposure",
+        )
+    return amount
+
+
+def _period_slot(customer: Customer, field: str, limit: int) -> bool:
+    keys = {"customer": customer, "period_start": customer.period_start}
+    return counter_add(PeriodCounter, keys=keys, field=field, by=1, limit=limit)
+
+
+def _require_subscription(customer: Customer, plan: Plan) -> None:
+    if customer.subscription_status not in ("active", "trialing"):
+        raise refusal(
+            "subscription_required",
+            f"The {plan.name} plan needs an active subscription.",
+            action=SUBSCRIBE,
+            plan=plan.slug,
+        )
+
+
+def _choose_path(customer: Customer, plan: Plan, quote: Quote) -> tuple[str, int]:
+    """Decide how the call is paid under ``plan`` and reserve it; returns (path, exposure)."""
+    model = plan.billing_model
+    if model == BillingModel.CREDITS:
+        if quote.credits is None:
+            raise refusal(
+                "subscription_required",
+                f"{quote.tool.name} cannot be paid with credits.",
+                action=SUBSCRIBE,
+            )
+        _reserve_credits(customer, quote.credits)
+        return PaymentPath.CREDITS, 0
+    if model == BillingModel.PER_CALL:
+        if not customer.has_payment_method:
+            raise refusal(
+                "payment_method_required",
+                "Add a card to pay per call.",
+                action=ADD_PAYMENT_METHOD,
+            )
+        return PaymentPath.PAYG, _reserve_exposure(customer, plan, quote.unit_amount_microcents)
+    if model == BillingModel.SUBSCRIPTION:
+        _require_subscription(customer, plan)
+        if plan.included_calls and _period_slot(
+            customer, "included_calls_used", plan.included_calls
+        ):
+            return PaymentPath.INCLUDED, 0
+        if plan.overage != Plan.Overage.METERED:
+            raise refusal(
+                "quota_exceeded",
+                f"The {plan.included_calls or 0} calls included this period are used.",
+                action=UPGRADE,
+                period_end=customer.period_end.isoformat(),
+            )
+        return PaymentPath.METERED, _reserve_exposure(customer, plan, quote.unit_amount_microcents)
+    if model == BillingModel.USAGE:
+        _require_subscription(customer, plan)
+        return PaymentPath.METERED, _reserve_exposure(customer, plan, quote.unit_amount_microcents)
+    if model == BillingModel.FREEMIUM:
+        if plan.free_calls and _period_slot(customer, "free_calls_used", plan.free_calls):
+            return PaymentPath.FREE_TIER, 0
+        if plan.free_tier_action == Plan.FreeTierAction.CHARGE:
+            if not customer.has_payment_method:
+                raise refusal(
+                    "free_tier_exhausted",
+                    f"The {plan.free_calls or 0} free calls of this period are used; add a card "
+                    "to go on paying per call.",
+                    action=ADD_PAYMENT_METHOD,
+                )
+            return PaymentPath.PAYG, _reserve_exposure(customer, plan, quote.unit_amount_microcents)
+        raise refusal(
+            "free_tier_exhausted",
+            f"The {plan.free_calls or 0} free calls of this period are used.",
+            action=UPGRADE,
+            upgrade_plan=plan.upgrade_plan.slug if plan.upgrade_plan else None,
+            period_end=customer.period_end.isoformat(),
+        )
+    raise ApplicationError("plan_invalid", f"Unknown billing model {model!r}.", status=500)
+
+
+def _check_customer(customer: Customer) -> Plan:
+    if customer.status in (Customer.Status.SUSPENDED, Customer.Status.CANCELED):
+        raise ApplicationError("account_inactive", "This account is not active.", status=403)
+    if customer.status == Customer.Status.PAST_DUE:
+        raise refusal(
+            "payment_failed",
+            "The last payment failed; update the card to go on.",
+            action=UPDATE_PAYMENT_METHOD,
+        )
+    if customer.plan is None or not customer.plan.active:
+        raise refusal("subscription_required", "Choose a plan to call tools.", action=SUBSCRIBE)
+    return customer.plan
+
+
+def call_replay(*, customer: Customer, idempotency_key: str) -> UsageRecord | None:
+    """The settled, charged call made earlier with this idempotency key, if any."""
+    return (
+        UsageRecord.objects.filter(
+            customer=customer, idempotency_key=idempotency_key, hold__status=Hold.Status.CAPTURED
+        )
+        .select_related("tool", "price")
+        .first()
+    )
+
+
+def call_authorize(
+    *,
+    customer: Customer,
+    tool: Tool,
+    api_key: ApiKey | None = None,
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+) -> Hold:
+    """Reserve what one call of ``tool`` costs under the customer's plan, or refuse.
+
+    Raises ApplicationError with a contract code (``insufficient_credits``,
+    ``quota_exceeded``...) and reserves nothing when the call may not run.
+    A hold with the same idempotency key still open refuses with
+    ``call_in_progress``; a settled one is for ``call_replay`` to answer.
+    """
+    now = now or timezone.now()
+    plan = _check_customer(customer)
+    if not tool.enabled:
+        raise ApplicationError("tool_disabled", f"Tool {tool.name!r} is disabled.", status=404)
+    if api_key is not None and not api_key.allows_tool(tool.name):
+        raise ApplicationError(
+            "forbidden_tool", f"This API key may not call {tool.name!r}.", status=403
+        )
+    customer = customer_period_current(customer=customer, now=now)
+    price = None if tool.is_free else tool_price_active(tool=tool)
+    if not tool.is_free and price is None:
+        raise ApplicationError("tool_not_priced", f"Tool {tool.name!r} has no price.", status=404)
+    try:
+        with transaction.atomic():
+            return _authorize(customer, plan, tool, price, api_key, idempotency_key, now)
+    except IntegrityError as exc:
+        if (
+            idempotency_key
+            and Hold.objects.filter(
+                customer=customer, idempotency_key=idempotency_key, status=Hold.Status.HELD
+            ).exists()
+        ):
+            raise ApplicationError(
+                "call_in_progress",
+                "A call with this idempotency key is still running.",
+                status=409,
+            ) from exc
+        if idempotency_key and call_replay(customer=customer, idempotency_key=idempotency_key):
+            raise ApplicationError(
+                "idempotency_replay", "This idempotency key was already charged.", status=409
+            ) from exc
+        raise
+
+
+def _authorize(customer, plan, tool, price, api_key, idempotency_key, now) -> Hold:
+    counted_tool = False
+    if price is None:
+        quote = tool_quote(customer=customer, tool=tool)
+    elif price.tiers:
+        position = _tool_position(customer=customer, tool=tool, by=1)
+        counted_tool = True
+        amount, credits, tier = price_at_position(price, position)
+        quote = Quote(tool, price, amount, credits, price.currency, tier)
+    else:
+        quote = Quote(tool, price, price.unit_amount_microcents, price.credits, price.currency)
+
+    if tool.is_free:
+        path, exposure = PaymentPath.FREE_TOOL, 0
+    else:
+        try:
+            path, exposure = _choose_path(customer, plan, quote)
+        except ApplicationError as exc:
+            if (
+                exc.code != "free_tier_exhausted"
+                or plan.free_tier_action != Plan.FreeTierAction.UPGRADE
+            ):
+                raise
+            if plan.upgrade_plan is None:
+                raise
+            # Freemium that upgrades: the customer moves to the paid plan, the call goes on.
+            plan = customer_plan_change(customer=customer, plan=plan.upgrade_plan).plan
+            path, exposure = _choose_path(customer, plan, quote)
+
+    charged_amount = (
+        quote.unit_amount_microcents
+        if path
+        in (
+            PaymentPath.CREDITS,
+            PaymentPath.PAYG,
+            PaymentPath.METERED,
+        )
+        else 0
+    )
+    budget_customer = budget_key = False
+    if charged_amount:
+        budget_customer, budget_key = _reserve_budgets(
+            customer=customer, api_key=api_key, amount=charged_amount, day=now.date()
+        )
+    return Hold.objects.create(
+        customer=customer,
+        api_key=api_key,
+        tool=tool,
+        price=price,
+        plan=plan,
+        path=path,
+        credits=(quote.credits or 0) if path == PaymentPath.CREDITS else 0,
+        amount_microcents=charged_amount,
+        currency=quote.currency,
+        exposure_microcents=exposure,
+        period_start=customer.period_start,
+        counted_tool_period=counted_tool,
+        budget_day=now.date() if budget_customer or budget_key else None,
+        counted_customer_budget=budget_customer,
+        counted_key_budget=budget_key,
+        idempotency_key=idempotency_key,
+        expires_at=now + timedelta(seconds=settings.BILLING_HOLD_TTL_S),
+    )
+
+
+# --- settle -------------------------------------------------------------------
+
+
+class _AlreadySettled(Exception):
+    """Raised inside a settle transaction to roll it back: another settle won."""
+
+
+def _hold_finish(hold: Hold, status: str, now: datetime) -> None:
+    """Mark a held hold settled, last in the transaction (see the lock order above)."""
+    if not Hold.objects.filter(pk=hold.pk, status=Hold.Status.HELD).update(
+        status=status, settled_at=now
+    ):
+        raise _AlreadySettled
+    hold.status, hold.settled_at = status, now
+
+
+def _usage_write(
+    hold: Hold, *, charged: bool, outcome: str, duration_ms: int, response
+) -> UsageRecord:
+    return UsageRecord.objects.create(
+        hold=hold,
+        customer_id=hold.customer_id,
+        api_key_id=hold.api_key_id,
+        tool_id=hold.tool_id,
+        price_id=hold.price_id,
+        plan_id=hold.plan_id,
+        path=hold.path,
+        outcome=outcome,
+        charged=charged,
+        amount_microcents=hold.amount_microcents if charged else 0,
+        credits=hold.credits if charged else 0,
+        currency=hold.currency,
+        duration_ms=max(0, int(duration_ms)),
+        idempotency_key=hold.idempotency_key,
+        response=response if charged else None,
+        period_start=hold.period_start,
+    )
+
+
+def _balance(hold: Hold) -> int | None:
+    return credit_balance(customer_id=hold.customer_id, plan=hold.plan)
+
+
+def _settled(hold_id: int) -> Settlement:
+    hold = Hold.objects.select_related("plan", "usage").get(pk=hold_id)
+    return Settlement(usage=hold.usage, balance_credits=_balance(hold))
+
+
+def _settle(hold_id: int, settle) -> Settlement:
+    """Run ``settle(hold)`` in one transaction, or return the settlement another call made."""
+    hold = Hold.objects.select_related("plan", "price", "tool").get(pk=hold_id)
+    if hold.status == Hold.Status.HELD:
+        try:
+            with transaction.atomic():
+                return settle(hold)
+        except _AlreadySettled:
+            pass
+    return _settled(hold_id)
+
+
+def call_capture(
+    *,
+    hold_id: int,
+    outcome: str = Outcome.SUCCESS,
+    duration_ms: int = 0,
+    response=None,
+    now: datetime | None = None,
+) -> Settlement:
+    """Charge an authorised call: usage record, ledger entry and outbox row in one transaction.
+
+    A failed outcome on a price that does not charge failed calls is released
+    instead. Capturing a hold twice charges once and returns the first usage.
+    """
+    now = now or timezone.now()
+
+    def capture(hold: Hold) -> Settlement:
+        if outcome != Outcome.SUCCESS and not (hold.price and hold.price.charge_failed_calls):
+            return _release(hold, outcome=outcome, duration_ms=duration_ms, now=now)
+        balance = None
+        if hold.path == PaymentPath.CREDITS:
+            account = account_lock(customer_id=hold.customer_id)
+            _hold_finish(hold, Hold.Status.CAPTURED, now)
+            usage = _usage_write(
+                hold, charged=True, outcome=outcome, duration_ms=duration_ms, response=response
+            )
+            if hold.credits:
+                entry_append(
+                    account=account,
+                    kind=LedgerEntry.Kind.DEBIT,
+                    amount_credits=-hold.credits,
+                    unhold_credits=hold.credits,
+                    idempotency_key=f"call:{hold.pk}",
+                    description=f"Call of {hold.tool.name}",
+                    usage=usage,
+                )
+                lots_consume(account=account, credits=hold.credits)
+            return Settlement(usage=usage, balance_credits=account.balance_credits)
+        if hold.path in (PaymentPath.PAYG, PaymentPath.METERED):
+            accrued = hold.amount_microcents if hold.path == PaymentPath.PAYG else 0
+            CreditAccount.objects.filter(customer_id=hold.customer_id).update(
+                held_microcents=F("held_microcents") - hold.exposure_microcents,
+                unbilled_microcents=F("unbilled_microcents") + accrued,
+            )
+        _hold_finish(hold, Hold.Status.CAPTURED, now)
+        usage = _usage_write(
+            hold, charged=True, outcome=outcome, duration_ms=duration_ms, response=response
+        )
+        if hold.path == PaymentPath.METERED:
+            _meter_event_enqueue(hold, usage, now)
+        elif hold.plan is not None and hold.plan.billing_model == BillingModel.CREDITS:
+            balance = _balance(hold)
+        return Settlement(usage=usage, balance_credits=balance)
+
+    return _settle(hold_id, capture)
+
+
+def _meter_event_enqueue(hold: Hold, usage: UsageRecord, now: datetime) -> None:
+    """Queue the meter event for a metered call; its identifier is derived from the usage id."""
+    plan = hold.plan
+    OutboxMessage.objects.create(
+        kind=OutboxMessage.Kind.METER_EVENT,
+        identifier=f"mcpb_usage_{usage.pk}",
+        customer_id=hold.customer_id,
+        usage=usage,
+        payload={
+            "event_name": plan.stripe_meter_event_name if plan else "",
+            "timestamp": int(now.timestamp()),
+            "value_microcents": hold.amount_microcents,
+            "tool": hold.tool.name,
+        },
+        next_attempt_at=now,
+    )
+
+
+def _release(
+    hold: Hold, *, outcome: str, duration_ms: int, now: datetime, status: str = Hold.Status.RELEASED
+) -> Settlement:
+    """Give back every reservation of ``hold`` and record the uncharged usage."""
+    if hold.counted_tool_period:
+        ToolPeriodCounter.objects.filter(
+            customer_id=hold.customer_id, tool_id=hold.tool_id, period_start=hold.period_start
+        ).update(calls=F("calls") - 1)
+    if hold.path in (PaymentPath.INCLUDED, PaymentPath.FREE_TIER):
+        field = "included_calls_used" if hold.path == PaymentPath.INCLUDED else "free_calls_used"
+        PeriodCounter.objects.filter(
+            customer_id=hold.customer_id, period_start=hold.period_start
+        ).update(**{field: F(field) - 1})
+    if hold.credits or hold.exposure_microcents:
+        CreditAccount.objects.filter(customer_id=hold.customer_id).update(
+            held_credits=F("held_credits") - hold.credits,
+            held_microcents=F("held_microcents") - hold.exposure_microcents,
+        )
+    _release_budgets(hold)
+    _hold_finish(hold, status, now)
+    usage = _usage_write(
+        hold, charged=False, outcome=outcome, duration_ms=duration_ms, response=None
+    )
+    return Settlement(usage=usage, balance_credits=_balance(hold))
+
+
+def call_release(
+    *,
+    hold_id: int,
+    outcome: str = Outcome.ERROR,
+    duration_ms: int = 0,
+    now: datetime | None = None,
+    status: str = Hold.Status.RELEASED,
+) -> Settlement:
+    """Settle a call without charging it: give back every reservation, record the usage."""
+    now = now or timezone.now()
+    return _settle(
+        hold_id,
+        lambda hold: _release(
+            hold, outcome=outcome, duration_ms=duration_ms, now=now, status=status
+        ),
+    )
+
+
+def holds_release_stale(*, now: datetime | None = None) -> int:
+    """Release holds whose call never settled (a crashed worker); returns how many."""
+    now = now or timezone.now()
+    released = 0
+    for hold_id in Hold.objects.filter(status=Hold.Status.HELD, expires_at__lte=now).values_list(
+        "pk", flat=True
+    ):
+        call_release(hold_id=hold_id, outcome=Outcome.EXPIRED, now=now, status=Hold.Status.EXPIRED)
+        released += 1
+    return released

@@ -1,0 +1,217 @@
+"""The credit ledger: grants, debits, refunds, expiry and reversals.
+
+Lock order: the account row (``SELECT ... FOR UPDATE``) before its lots, in
+every writer, so lot changes of one account are serialised by that lock.
+Invariants: balance = sum of entries = sum of the lots' remaining credits;
+0 <= held <= balance.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from billing.models import CreditAccount, CreditLot, LedgerEntry, UsageRecord
+from mcpbilling.errors import ApplicationError
+
+Kind = LedgerEntry.Kind
+
+
+def account_lock(*, customer_id: int) -> CreditAccount:
+    """The customer's credit account, row-locked until the transaction ends."""
+    return CreditAccount.objects.select_for_update().get(customer_id=customer_id)
+
+
+def entry_append(
+    *,
+    account: CreditAccount,
+    kind: str,
+    amount_credits: int,
+    idempotency_key: str,
+    description: str = "",
+    usage: UsageRecord | None = None,
+    unhold_credits: int = 0,
+) -> LedgerEntry:
+    """Append an entry to a locked account and move its cached balance with it.
+
+    ``unhold_credits`` releases that many held credits in the same update (a
+    capture turns its hold into a debit).
+    """
+    balance = account.balance_credits + amount_credits
+    held = account.held_credits - unhold_credits
+    if balance < held:
+        raise ApplicationError("insufficient_credits", "The balance cannot cover this entry.")
+    CreditAccount.objects.filter(pk=account.pk).update(
+        balance_credits=F("balance_credits") + amount_credits,
+        held_credits=F("held_credits") - unhold_credits,
+        updated_at=timezone.now(),
+    )
+    account.balance_credits, account.held_credits = balance, held
+    return LedgerEntry.objects.create(
+        account=account,
+        kind=kind,
+        amount_credits=amount_credits,
+        balance_after_credits=balance,
+        idempotency_key=idempotency_key,
+        description=description[:255],
+        usage=usage,
+    )
+
+
+def lots_consume(*, account: CreditAccount, credits: int) -> None:
+    """Take ``credits`` from the account's lots, those expiring first first."""
+    remaining = credits
+    for lot in CreditLot.objects.filter(account=account, remaining_credits__gt=0).order_by(
+        F("expires_at").asc(nulls_last=True), "id"
+    ):
+        take = min(lot.remaining_credits, remaining)
+        CreditLot.objects.filter(pk=lot.pk).update(remaining_credits=F("remaining_credits") - take)
+        remaining -= take
+        if not remaining:
+            return
+    raise ApplicationError(
+        "ledger_inconsistent", "The lots hold less than the balance.", status=500
+    )
+
+
+def _existing(idempotency_key: str, *, account: CreditAccount, amount: int) -> LedgerEntry | None:
+    entry = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
+    if entry is not None and (entry.account_id != account.pk or entry.amount_credits != amount):
+        raise ApplicationError(
+            "idempotency_conflict",
+            f"Idempotency key {idempotency_key!r} was used for a different entry.",
+            status=409,
+        )
+    return entry
+
+
+@transaction.atomic
+def credit_grant(
+    *,
+    customer_id: int,
+    credits: int,
+    idempotency_key: str,
+    description: str = "",
+    expires_at: datetime | None = None,
+    kind: str = Kind.GRANT,
+) -> LedgerEntry:
+    """Add credits once per idempotency key; a repeat returns the first entry."""
+    if credits <= 0:
+        raise ApplicationError("invalid_amount", "A grant must be a positive number of credits.")
+    account = account_lock(customer_id=customer_id)
+    existing = _existing(idempotency_key, account=account, amount=credits)
+    if existing is not None:
+        return existing
+    entry = entry_append(
+        account=account,
+        kind=kind,
+        amount_credits=credits,
+        idempotency_key=idempotency_key,
+        description=description,
+    )
+    CreditLot.objects.create(
+        account=account,
+        entry=entry,
+        granted_credits=credits,
+        remaining_credits=credits,
+        expires_at=expires_at,
+    )
+    return entry
+
+
+@transaction.atomic
+def usage_refund(*, usage_id, reason: str = "") -> LedgerEntry | None:
+    """Give back what a charged call cost, once; returns the credit entry (None if paid in money).
+
+    Refunded credits come back as a lot that does not expire (docs/decisions).
+    """
+    usage = UsageRecord.objects.select_for_update().get(pk=usage_id)
+    if not usage.charged:
+        raise ApplicationError("not_charged", "This call was not charged.")
+    if usage.refunded_at is not None:
+        return LedgerEntry.objects.filter(idempotency_key=f"refund:{usage.pk}").first()
+    now = timezone.now()
+    UsageRecord.objects.filter(pk=usage.pk).update(refunded_at=now)
+    if usage.credits:
+        account = account_lock(customer_id=usage.customer_id)
+        entry = entry_append(
+            account=account,
+            kind=Kind.REFUND,
+            amount_credits=usage.credits,
+            idempotency_key=f"refund:{usage.pk}",
+            description=reason or f"Refund of call {usage.pk}",
+            usage=usage,
+        )
+        CreditLot.objects.create(
+            account=account,
+            entry=entry,
+            granted_credits=usage.credits,
+            remaining_credits=usage.credits,
+        )
+        return entry
+    if usage.amount_microcents and usage.path == "payg":
+        # Not yet collected: take it off what will be collected; otherwise Stripe refunds it.
+        CreditAccount.objects.filter(
+            customer_id=usage.customer_id, unbilled_microcents__gte=usage.amount_microcents
+        ).update(unbilled_microcents=F("unbilled_microcents") - usage.amount_microcents)
+    return None
+
+
+def _take_from_lot(*, lot: CreditLot, kind: str, idempotency_key: str, description: str):
+    """Remove what is left of a lot, as far as unheld credits allow; None when nothing moved."""
+    account = account_lock(customer_id=lot.account.customer_id)
+    lot.refresh_from_db(fields=["remaining_credits"])
+    amount = min(lot.remaining_credits, account.available_credits)
+    if amount <= 0:
+        return None
+    entry = entry_append(
+        account=account,
+        kind=kind,
+        amount_credits=-amount,
+        idempotency_key=idempotency_key.format(remaining=lot.remaining_credits),
+        description=description,
+    )
+    CreditLot.objects.filter(pk=lot.pk).update(remaining_credits=F("remaining_credits") - amount)
+    return entry
+
+
+def credit_expire(*, now: datetime | None = None) -> int:
+    """Expire the unspent credits of every lot past its date; returns credits expired.
+
+    Credits reserved by a call in flight are left in the lot and expire on a
+    later run, so the call can still be captured.
+    """
+    now = now or timezone.now()
+    expired = 0
+    due = CreditLot.objects.filter(expires_at__lte=now, remaining_credits__gt=0).select_related(
+        "account"
+    )
+    for lot in due.iterator():
+        with transaction.atomic():
+            entry = _take_from_lot(
+                lot=lot,
+                kind=Kind.EXPIRY,
+                idempotency_key=f"expiry:{lot.pk}:{{remaining}}",
+                description=f"Credits of grant {lot.entry_id} expired",
+            )
+        expired += -entry.amount_credits if entry else 0
+    return expired
+
+
+@transaction.atomic
+def credit_reverse(*, grant_idempotency_key: str, reason: str = "") -> LedgerEntry | None:
+    """Take back what is left unspent of a grant (its payment was refunded)."""
+    grant = LedgerEntry.objects.filter(idempotency_key=grant_idempotency_key).first()
+    if grant is None or not hasattr(grant, "lot"):
+        raise ApplicationError(
+            "grant_not_found", f"No grant {grant_idempotency_key!r}.", status=404
+        )
+    return _take_from_lot(
+        lot=grant.lot,
+        kind=Kind.REVERSAL,
+        idempotency_key=f"reversal:{grant.lot.pk}:{{remaining}}",
+        description=reason or f"Reversal of {grant_idempotency_key}",
+    )

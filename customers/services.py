@@ -1,0 +1,156 @@
+"""Customers and their API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing.models import CreditAccount, Plan
+from billing.periods import period_containing
+from customers.models import ApiKey, Customer
+from mcpbilling.errors import ApplicationError
+
+KEY_PREFIX = "mcpb_"
+PREFIX_CHARS = 12  # random characters after "mcpb_" in the public prefix
+SECRET_BYTES = 32
+
+
+def _months(plan: Plan | None) -> int:
+    return 12 if plan is not None and plan.interval == Plan.Interval.YEAR else 1
+
+
+@transaction.atomic
+def customer_create(
+    *,
+    email: str,
+    name: str = "",
+    plan: Plan | None = None,
+    user=None,
+    now: datetime | None = None,
+) -> Customer:
+    """Create a customer with its credit account; the first period starts now."""
+    now = now or timezone.now()
+    email = email.strip().lower()
+    if Customer.objects.filter(email=email).exists():
+        raise ApplicationError("customer_exists", f"A customer with email {email} exists.")
+    start, end = period_containing(now, now, months=_months(plan))
+    customer = Customer.objects.create(
+        email=email, name=name, plan=plan, user=user, period_start=start, period_end=end
+    )
+    CreditAccount.objects.create(customer=customer)
+    return customer
+
+
+def customer_period_current(*, customer: Customer, now: datetime | None = None) -> Customer:
+    """Roll the customer's period forward when ``now`` is past its end; returns the customer.
+
+    Concurrent callers race on a conditional update, so exactly one of them
+    moves the period and the others reload what it wrote.
+    """
+    now = now or timezone.now()
+    if customer.period_start <= now < customer.period_end:
+        return customer
+    start, end = period_containing(customer.period_start, now, months=_months(customer.plan))
+    Customer.objects.filter(pk=customer.pk, period_end=customer.period_end).update(
+        period_start=start, period_end=end, updated_at=now
+    )
+    customer.refresh_from_db(fields=["period_start", "period_end"])
+    return customer
+
+
+def customer_plan_change(*, customer: Customer, plan: Plan) -> Customer:
+    """Put the customer on ``plan`` from now on; counters of the current period carry over."""
+    Customer.objects.filter(pk=customer.pk).update(plan=plan, updated_at=timezone.now())
+    customer.plan = plan
+    return customer
+
+
+# --- API keys -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A key as issued: ``secret`` is the whole key, shown once and never stored."""
+
+    api_key: ApiKey
+    secret: str
+
+
+def api_key_hash(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def api_key_prefix_of(raw_key: str) -> str | None:
+    """The public prefix of a raw key, or None when it does not look like one of ours."""
+    if not raw_key.startswith(KEY_PREFIX):
+        return None
+    prefix, sep, secret = raw_key[len(KEY_PREFIX) :].partition("_")
+    if not sep or len(prefix) != PREFIX_CHARS or not secret:
+        return None
+    return KEY_PREFIX + prefix
+
+
+def api_key_matches(api_key: ApiKey, raw_key: str) -> bool:
+    """Whether ``raw_key`` is this key's secret, compared in constant time."""
+    return hmac.compare_digest(api_key.secret_hash, api_key_hash(raw_key))
+
+
+def api_key_create(
+    *,
+    customer: Customer,
+    name: str = "default",
+    scopes: list[str] | None = None,
+    expires_at: datetime | None = None,
+    daily_budget_microcents: int | None = None,
+) -> IssuedKey:
+    """Issue a new key; the returned secret is the only copy."""
+    for _ in range(5):
+        prefix = KEY_PREFIX + secrets.token_hex(PREFIX_CHARS // 2)
+        raw = f"{prefix}_{secrets.token_urlsafe(SECRET_BYTES)}"
+        try:
+            with transaction.atomic():
+                key = ApiKey.objects.create(
+                    customer=customer,
+                    name=name,
+                    prefix=prefix,
+                    secret_hash=api_key_hash(raw),
+                    scopes=["*"] if scopes is None else list(scopes),
+                    expires_at=expires_at,
+                    daily_budget_microcents=daily_budget_microcents,
+                )
+        except IntegrityError:  # a prefix collision: draw again
+            continue
+        return IssuedKey(api_key=key, secret=raw)
+    raise ApplicationError("key_prefix_exhausted", "Could not draw a unique key prefix.")
+
+
+@transaction.atomic
+def api_key_revoke(*, api_key: ApiKey, now: datetime | None = None) -> ApiKey:
+    """Revoke a key; authentication stops accepting it at once."""
+    if api_key.revoked_at is None:
+        api_key.revoked_at = now or timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+        # Drop the gateway's cached lookup too, so the key stops at once.
+        from customers.authentication import credentials_forget
+
+        transaction.on_commit(lambda: credentials_forget(prefix=api_key.prefix))
+    return api_key
+
+
+@transaction.atomic
+def api_key_rotate(*, api_key: ApiKey) -> IssuedKey:
+    """Revoke a key and issue its replacement with the same name, scopes and limits."""
+    api_key_revoke(api_key=api_key)
+    return api_key_create(
+        customer=api_key.customer,
+        name=api_key.name,
+        scopes=api_key.scopes,
+        expires_at=api_key.expires_at,
+        daily_budget_microcents=api_key.daily_budget_microcents,
+    )

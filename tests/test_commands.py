@@ -1,0 +1,102 @@
+"""The contract's management commands."""
+
+import re
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from rest_framework.authtoken.models import Token
+
+from billing.models import CreditAccount, CreditPack, Plan, Tool
+from customers.models import ApiKey, Customer
+from customers.services import api_key_matches, api_key_prefix_of
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+def printed_key(output: str) -> str:
+    match = re.search(r"^api_key=(mcpb_\S+)$", output, re.M)
+    assert match, output
+    return match.group(1)
+
+
+def key_works(raw: str) -> bool:
+    key = ApiKey.objects.get(prefix=api_key_prefix_of(raw))
+    return key.revoked_at is None and api_key_matches(key, raw)
+
+
+def test_seed_demo_is_idempotent_and_its_key_keeps_working(settings, tmp_path):
+    settings.RUN_DIR = tmp_path
+    first = printed_key(run("seed_demo"))
+    counts = [m.objects.count() for m in (Plan, CreditPack, Tool, Customer, ApiKey)]
+    second = printed_key(run("seed_demo"))
+    assert [m.objects.count() for m in (Plan, CreditPack, Tool, Customer, ApiKey)] == counts
+    assert first == second and key_works(second)
+    assert set(Plan.objects.values_list("slug", flat=True)) >= {
+        "free",
+        "credits",
+        "payg",
+        "pro",
+        "metered",
+    }
+    assert {p.billing_model for p in Plan.objects.all()} == {
+        "freemium",
+        "credits",
+        "per_call",
+        "subscription",
+        "usage",
+    }
+    assert all(p.rate_limit_per_minute >= 600 for p in Plan.objects.all())
+    assert Tool.objects.get(name="calculate").prices.get().credits == 1
+    demo = Customer.objects.get(email="demo@example.com")
+    assert CreditAccount.objects.get(customer=demo).balance_credits == 1000
+
+
+def test_seed_demo_issues_a_new_key_when_the_saved_one_was_revoked(settings, tmp_path):
+    settings.RUN_DIR = tmp_path
+    first = printed_key(run("seed_demo"))
+    ApiKey.objects.filter(prefix=api_key_prefix_of(first)).update(revoked_at="2026-01-01T00:00Z")
+    second = printed_key(run("seed_demo"))
+    assert second != first and key_works(second)
+
+
+def test_customer_create_prints_a_working_key_and_grants_credits(settings, tmp_path):
+    settings.RUN_DIR = tmp_path
+    run("seed_demo")
+    output = run(
+        "customer_create", "--email", "new@example.com", "--plan", "credits", "--credits", "25"
+    )
+    assert key_works(printed_key(output))
+    customer = Customer.objects.get(email="new@example.com")
+    assert customer.plan.slug == "credits"
+    assert CreditAccount.objects.get(customer=customer).balance_credits == 25
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--email", "x@example.com", "--plan", "nope"], "No plan 'nope'"),
+        (["--email", "x@example.com", "--credits", "-1"], "--credits must be 0 or more"),
+        (["--email", "demo@example.com"], "exists"),
+    ],
+)
+def test_customer_create_refuses_bad_input_and_changes_nothing(settings, tmp_path, args, message):
+    settings.RUN_DIR = tmp_path
+    run("seed_demo")
+    before = Customer.objects.count()
+    with pytest.raises(CommandError, match=message):
+        run("customer_create", *args)
+    assert Customer.objects.count() == before
+
+
+def test_operator_token_creates_a_staff_user_once():
+    token = run("operator_token", "ops").strip()
+    assert run("operator_token", "ops").strip() == token
+    stored = Token.objects.get(key=token)
+    assert stored.user.username == "ops" and stored.user.is_staff
