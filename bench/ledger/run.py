@@ -98,7 +98,7 @@ def client_process(scenario, customers, threads, seconds, start_at, results):
         while time.time() < deadline:
             began = time.perf_counter()
             hold = call_authorize(customer=rng.choice(pool), tool=tool)
-            call_capture(hold_id=hold.pk)
+            call_capture(hold=hold)
             mine.append(time.perf_counter() - began)
         connections.close_all()
         with lock:

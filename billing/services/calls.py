@@ -30,7 +30,6 @@ from billing.models import (
     BudgetCounter,
     CreditAccount,
     Hold,
-    LedgerEntry,
     OutboxMessage,
     PaymentPath,
     PeriodCounter,
@@ -40,7 +39,7 @@ from billing.models import (
     UsageRecord,
 )
 from billing.selectors import credit_balance
-from billing.services.ledger import account_lock, entry_append, lots_consume
+from billing.services.ledger import debit_record, held_credits_take
 from billing.services.pricing import Quote, price_at_position, tool_price_active, tool_quote
 from customers.models import ApiKey, Customer
 from customers.services import customer_period_current, customer_plan_change
@@ -110,29 +109,22 @@ def _reserve_budgets(
 
     Returns which of the two counted it, so a release gives back exactly those.
     """
-    customer_limit = _customer_budget(customer)
-    if customer_limit is not None:
-        keys = {"customer": customer, "api_key": None, "day": day}
-        if not counter_add(
-            BudgetCounter, keys=keys, field="spent_microcents", by=amount, limit=customer_limit
-        ):
-            raise refusal(
-                "budget_exceeded",
-                "The daily spending cap of this account is reached.",
-                scope="customer",
-            )
     key_limit = api_key.daily_budget_microcents if api_key is not None else None
-    if key_limit is not None:
-        keys = {"customer": customer, "api_key": api_key, "day": day}
+    budgets = [
+        ("customer", None, _customer_budget(customer), "this account"),
+        ("api_key", api_key, key_limit, "this API key"),
+    ]
+    for scope, key, limit, owner in budgets:
+        if limit is None:
+            continue
+        keys = {"customer": customer, "api_key": key, "day": day}
         if not counter_add(
-            BudgetCounter, keys=keys, field="spent_microcents", by=amount, limit=key_limit
+            BudgetCounter, keys=keys, field="spent_microcents", by=amount, limit=limit
         ):
             raise refusal(
-                "budget_exceeded",
-                "The daily spending cap of this API key is reached.",
-                scope="api_key",
+                "budget_exceeded", f"The daily spending cap of {owner} is reached.", scope=scope
             )
-    return customer_limit is not None, key_limit is not None
+    return budgets[0][2] is not None, key_limit is not None
 
 
 def _release_budgets(hold: Hold) -> None:
@@ -444,27 +436,34 @@ def _settled(hold_id: int) -> Settlement:
     return Settlement(usage=hold.usage, balance_credits=_balance(hold))
 
 
-def _settle(hold_id: int, settle) -> Settlement:
-    """Run ``settle(hold)`` in one transaction, or return the settlement another call made."""
-    hold = Hold.objects.select_related("plan", "price", "tool").get(pk=hold_id)
+def _settle(hold: Hold | int, settle) -> Settlement:
+    """Run ``settle(hold)`` in one transaction, or return the settlement another call made.
+
+    ``hold`` is the Hold ``call_authorize`` returned (saving a read) or its id.
+    """
+    if not isinstance(hold, Hold):
+        hold = Hold.objects.select_related("plan", "price", "tool").get(pk=hold)
     if hold.status == Hold.Status.HELD:
         try:
             with transaction.atomic():
                 return settle(hold)
         except _AlreadySettled:
             pass
-    return _settled(hold_id)
+    return _settled(hold.pk)
 
 
 def call_capture(
     *,
-    hold_id: int,
+    hold_id: int | None = None,
+    hold: Hold | None = None,
     outcome: str = Outcome.SUCCESS,
     duration_ms: int = 0,
     response=None,
     now: datetime | None = None,
 ) -> Settlement:
     """Charge an authorised call: usage record, ledger entry and outbox row in one transaction.
+
+    Pass the ``hold`` that ``call_authorize`` returned, or its ``hold_id``.
 
     A failed outcome on a price that does not charge failed calls is released
     instead. Capturing a hold twice charges once and returns the first usage.
@@ -475,24 +474,24 @@ def call_capture(
         if outcome != Outcome.SUCCESS and not (hold.price and hold.price.charge_failed_calls):
             return _release(hold, outcome=outcome, duration_ms=duration_ms, now=now)
         balance = None
-        if hold.path == PaymentPath.CREDITS:
-            account = account_lock(customer_id=hold.customer_id)
+        if hold.path == PaymentPath.CREDITS and hold.credits:
+            taken = held_credits_take(customer_id=hold.customer_id, credits=hold.credits)
+            if taken is None:  # held credits always cover a held hold: this one was settled
+                raise _AlreadySettled
+            account_id, balance = taken
             _hold_finish(hold, Hold.Status.CAPTURED, now)
             usage = _usage_write(
                 hold, charged=True, outcome=outcome, duration_ms=duration_ms, response=response
             )
-            if hold.credits:
-                entry_append(
-                    account=account,
-                    kind=LedgerEntry.Kind.DEBIT,
-                    amount_credits=-hold.credits,
-                    unhold_credits=hold.credits,
-                    idempotency_key=f"call:{hold.pk}",
-                    description=f"Call of {hold.tool.name}",
-                    usage=usage,
-                )
-                lots_consume(account=account, credits=hold.credits)
-            return Settlement(usage=usage, balance_credits=account.balance_credits)
+            debit_record(
+                account_id=account_id,
+                credits=hold.credits,
+                balance_after=balance,
+                idempotency_key=f"call:{hold.pk}",
+                description=f"Call of {hold.tool.name}",
+                usage=usage,
+            )
+            return Settlement(usage=usage, balance_credits=balance)
         if hold.path in (PaymentPath.PAYG, PaymentPath.METERED):
             accrued = hold.amount_microcents if hold.path == PaymentPath.PAYG else 0
             CreditAccount.objects.filter(customer_id=hold.customer_id).update(
@@ -509,7 +508,7 @@ def call_capture(
             balance = _balance(hold)
         return Settlement(usage=usage, balance_credits=balance)
 
-    return _settle(hold_id, capture)
+    return _settle(hold or hold_id, capture)
 
 
 def _meter_event_enqueue(hold: Hold, usage: UsageRecord, now: datetime) -> None:
@@ -558,7 +557,8 @@ def _release(
 
 def call_release(
     *,
-    hold_id: int,
+    hold_id: int | None = None,
+    hold: Hold | None = None,
     outcome: str = Outcome.ERROR,
     duration_ms: int = 0,
     now: datetime | None = None,
@@ -567,9 +567,9 @@ def call_release(
     """Settle a call without charging it: give back every reservation, record the usage."""
     now = now or timezone.now()
     return _settle(
-        hold_id,
-        lambda hold: _release(
-            hold, outcome=outcome, duration_ms=duration_ms, now=now, status=status
+        hold or hold_id,
+        lambda held: _release(
+            held, outcome=outcome, duration_ms=duration_ms, now=now, status=status
         ),
     )
 

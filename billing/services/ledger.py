@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, Subquery
 from django.utils import timezone
 
 from billing.models import CreditAccount, CreditLot, LedgerEntry, UsageRecord
@@ -33,23 +33,15 @@ def entry_append(
     idempotency_key: str,
     description: str = "",
     usage: UsageRecord | None = None,
-    unhold_credits: int = 0,
 ) -> LedgerEntry:
-    """Append an entry to a locked account and move its cached balance with it.
-
-    ``unhold_credits`` releases that many held credits in the same update (a
-    capture turns its hold into a debit).
-    """
+    """Append an entry to a locked account and move its cached balance with it."""
     balance = account.balance_credits + amount_credits
-    held = account.held_credits - unhold_credits
-    if balance < held:
+    if balance < account.held_credits:
         raise ApplicationError("insufficient_credits", "The balance cannot cover this entry.")
     CreditAccount.objects.filter(pk=account.pk).update(
-        balance_credits=F("balance_credits") + amount_credits,
-        held_credits=F("held_credits") - unhold_credits,
-        updated_at=timezone.now(),
+        balance_credits=F("balance_credits") + amount_credits, updated_at=timezone.now()
     )
-    account.balance_credits, account.held_credits = balance, held
+    account.balance_credits = balance
     return LedgerEntry.objects.create(
         account=account,
         kind=kind,
@@ -61,12 +53,22 @@ def entry_append(
     )
 
 
-def lots_consume(*, account: CreditAccount, credits: int) -> None:
-    """Take ``credits`` from the account's lots, those expiring first first."""
-    remaining = credits
-    for lot in CreditLot.objects.filter(account=account, remaining_credits__gt=0).order_by(
+def lots_consume(*, account_id: int, credits: int) -> None:
+    """Take ``credits`` from the account's lots, those expiring first first.
+
+    The caller holds the account's row lock. The common case (the first lot
+    covers it) is one UPDATE; otherwise the lots are walked in order.
+    """
+    open_lots = CreditLot.objects.filter(account_id=account_id, remaining_credits__gt=0).order_by(
         F("expires_at").asc(nulls_last=True), "id"
+    )
+    first = Subquery(open_lots.values("pk")[:1])
+    if CreditLot.objects.filter(pk=first, remaining_credits__gte=credits).update(
+        remaining_credits=F("remaining_credits") - credits
     ):
+        return
+    remaining = credits
+    for lot in open_lots:
         take = min(lot.remaining_credits, remaining)
         CreditLot.objects.filter(pk=lot.pk).update(remaining_credits=F("remaining_credits") - take)
         remaining -= take
@@ -75,6 +77,48 @@ def lots_consume(*, account: CreditAccount, credits: int) -> None:
     raise ApplicationError(
         "ledger_inconsistent", "The lots hold less than the balance.", status=500
     )
+
+
+def held_credits_take(*, customer_id: int, credits: int) -> tuple[int, int] | None:
+    """Turn ``credits`` a hold reserved into spent ones; returns (account id, balance after).
+
+    None when fewer credits are held than that: the hold is no longer held.
+    One ``UPDATE ... RETURNING`` takes the account's row lock and moves both
+    cached balances; the caller then records the debit with ``debit_record``.
+    """
+    table = CreditAccount._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET balance_credits = balance_credits - %s, "  # noqa: S608
+            "held_credits = held_credits - %s, updated_at = %s "
+            "WHERE customer_id = %s AND held_credits >= %s RETURNING id, balance_credits",
+            [credits, credits, timezone.now(), customer_id, credits],
+        )
+        row = cursor.fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def debit_record(
+    *,
+    account_id: int,
+    credits: int,
+    balance_after: int,
+    idempotency_key: str,
+    description: str,
+    usage: UsageRecord,
+) -> LedgerEntry:
+    """The ledger entry and lot changes of credits taken by ``held_credits_take``."""
+    entry = LedgerEntry.objects.create(
+        account_id=account_id,
+        kind=Kind.DEBIT,
+        amount_credits=-credits,
+        balance_after_credits=balance_after,
+        idempotency_key=idempotency_key,
+        description=description[:255],
+        usage=usage,
+    )
+    lots_consume(account_id=account_id, credits=credits)
+    return entry
 
 
 def _existing(idempotency_key: str, *, account: CreditAccount, amount: int) -> LedgerEntry | None:

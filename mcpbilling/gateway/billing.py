@@ -76,14 +76,12 @@ def call_begin(*, principal: Principal, offer: Offer, idempotency_key: str | Non
 
 
 def call_settle(
-    *, hold_id: int, outcome: str, duration_ms: int, response: dict[str, Any] | None
+    *, hold: Hold, outcome: str, duration_ms: int, response: dict[str, Any] | None
 ) -> Settlement:
     """Capture a call that produced a result; release one that did not."""
     if response is None:
-        return call_release(hold_id=hold_id, outcome=outcome, duration_ms=duration_ms)
-    return call_capture(
-        hold_id=hold_id, outcome=outcome, duration_ms=duration_ms, response=response
-    )
+        return call_release(hold=hold, outcome=outcome, duration_ms=duration_ms)
+    return call_capture(hold=hold, outcome=outcome, duration_ms=duration_ms, response=response)
 
 
 def receipt(usage: UsageRecord, balance_credits: int | None) -> dict[str, Any]:
@@ -149,7 +147,7 @@ async def billed_call(
         with anyio.CancelScope(shield=True):
             settlement = await run_db(
                 call_settle,
-                hold_id=begun.pk,
+                hold=begun,
                 outcome=outcome,
                 duration_ms=int((time.perf_counter() - started) * 1000),
                 response=response,

@@ -71,8 +71,14 @@ class TestCredits:
     def test_capturing_twice_charges_once(self):
         owner, tool = funded(10), priced_tool(credits=3)
         hold = call_authorize(customer=owner, tool=tool, now=T0)
-        first = call_capture(hold_id=hold.pk, now=T0)
+        first = call_capture(hold=hold, now=T0)
         second = call_capture(hold_id=hold.pk, now=T0)
+        stale = Hold.objects.get(pk=hold.pk)
+        stale.status = Hold.Status.HELD  # as another process last saw it
+        assert call_capture(hold=stale, now=T0).usage.pk == first.usage.pk
+        call_authorize(customer=owner, tool=tool, now=T0)  # another call holds 3 credits
+        assert call_capture(hold=stale, now=T0).usage.pk == first.usage.pk
+        assert (balance(owner).balance_credits, balance(owner).held_credits) == (7, 3)
         assert first.usage.pk == second.usage.pk
         assert balance(owner).balance_credits == 7
         assert UsageRecord.objects.count() == 1
