@@ -11,7 +11,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing.models import CreditAccount, Plan
+from billing.models import CreditAccount, OutboxMessage, Plan
 from billing.periods import period_containing
 from customers.models import ApiKey, Customer
 from mcpbilling.errors import ApplicationError
@@ -44,6 +44,15 @@ def customer_create(
         email=email, name=name, plan=plan, user=user, period_start=start, period_end=end
     )
     CreditAccount.objects.create(customer=customer)
+    # The Stripe customer is created through the outbox: a Stripe outage never
+    # blocks sign-up.
+    OutboxMessage.objects.create(
+        kind=OutboxMessage.Kind.CUSTOMER_SYNC,
+        identifier=f"customer_sync:{customer.pk}",
+        customer=customer,
+        payload={"email": customer.email, "name": customer.name},
+        next_attempt_at=now,
+    )
     return customer
 
 

@@ -307,7 +307,7 @@ class TestSubscription:
         call(owner, tool)
         usage = call(owner, tool).usage
         assert usage.path == PaymentPath.METERED and usage.amount_microcents == CENT // 2
-        message = OutboxMessage.objects.get()
+        message = OutboxMessage.objects.get(kind="meter_event")
         assert message.identifier == f"mcpb_usage_{usage.pk}"
         assert message.payload["value_microcents"] == CENT // 2
         assert message.payload["event_name"] == "calls"
@@ -328,13 +328,14 @@ class TestUsageBased:
         for _ in range(3):
             call(owner, tool)
         assert OutboxMessage.objects.filter(kind="meter_event").count() == 3
-        assert {m.payload["value_microcents"] for m in OutboxMessage.objects.all()} == {1000}
+        meter_events = OutboxMessage.objects.filter(kind="meter_event")
+        assert {m.payload["value_microcents"] for m in meter_events} == {1000}
 
     def test_failed_calls_are_not_metered(self):
         plan = PlanFactory(billing_model=BillingModel.USAGE)
         owner = customer(plan=plan, now=T0, subscription_status="trialing")
         call(owner, priced_tool(), outcome="timeout")
-        assert not OutboxMessage.objects.exists()
+        assert not OutboxMessage.objects.filter(kind="meter_event").exists()
 
     def test_requires_a_subscription(self):
         plan = PlanFactory(billing_model=BillingModel.USAGE)

@@ -2,6 +2,7 @@
 
 import pytest
 
+from billing.models import OutboxMessage
 from customers.models import ApiKey
 from customers.services import (
     api_key_create,
@@ -69,3 +70,10 @@ def test_emails_are_unique_whatever_their_case():
     with pytest.raises(ApplicationError) as info:
         customer_create(email="ann@example.com ")
     assert info.value.code == "customer_exists"
+
+
+def test_a_new_customer_queues_its_stripe_customer():
+    owner = customer_create(email="queued@example.com")
+    message = OutboxMessage.objects.get(customer=owner)
+    assert (message.kind, message.status) == ("customer_sync", "pending")
+    assert message.identifier == f"customer_sync:{owner.pk}"
