@@ -422,7 +422,8 @@ def _usage_write(
         currency=hold.currency,
         duration_ms=max(0, int(duration_ms)),
         idempotency_key=hold.idempotency_key,
-        response=response if charged else None,
+        # Kept only to answer a repeat of the idempotency key.
+        response=response if charged and hold.idempotency_key else None,
         period_start=hold.period_start,
     )
 
