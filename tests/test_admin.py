@@ -1,0 +1,59 @@
+"""Every model's admin pages render for an operator."""
+
+import pytest
+from django.contrib import admin
+from django.urls import reverse
+
+from billing.models import Tool
+from tests.factories import api_key, customer, priced_tool
+
+pytestmark = pytest.mark.django_db
+
+MODELS = [
+    model for model in admin.site._registry if model._meta.app_label in {"billing", "customers"}
+]
+
+
+@pytest.fixture
+def operator(client, django_user_model):
+    user = django_user_model.objects.create_superuser("op", "op@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m._meta.label)
+def test_changelist_and_search_render(operator, model):
+    owner = customer()
+    api_key(owner)
+    priced_tool()
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+    assert operator.get(url).status_code == 200
+    assert operator.get(url, {"q": "example"}).status_code == 200
+
+
+def test_adding_a_price_in_the_admin_writes_a_new_version(operator):
+    tool = priced_tool("versioned", cents=1)
+    response = operator.post(
+        reverse("admin:billing_toolprice_add"),
+        {
+            "tool": tool.pk,
+            "currency": "usd",
+            "unit_amount_microcents": 250000,
+            "credits": 2,
+            "tiers": "[]",
+        },
+    )
+    assert response.status_code == 302, response.content[:2000]
+    prices = Tool.objects.get(pk=tool.pk).prices.order_by("version")
+    assert [(p.version, p.unit_amount_microcents) for p in prices] == [(1, 1000000), (2, 250000)]
+
+
+def test_prices_cannot_be_edited_in_place(operator):
+    tool = priced_tool("frozen")
+    price = tool.prices.get()
+    url = reverse("admin:billing_toolprice_change", args=[price.pk])
+    operator.post(
+        url, {"tool": tool.pk, "currency": "usd", "unit_amount_microcents": 1, "tiers": "[]"}
+    )
+    price.refresh_from_db()
+    assert price.unit_amount_microcents == 1_000_000
