@@ -42,11 +42,33 @@ def entry_append(
         balance_credits=F("balance_credits") + amount_credits, updated_at=timezone.now()
     )
     account.balance_credits = balance
-    return LedgerEntry.objects.create(
-        account=account,
+    return _entry_write(
+        account_id=account.pk,
         kind=kind,
         amount_credits=amount_credits,
-        balance_after_credits=balance,
+        balance_after=balance,
+        idempotency_key=idempotency_key,
+        description=description,
+        usage=usage,
+    )
+
+
+def _entry_write(
+    *,
+    account_id: int,
+    kind: str,
+    amount_credits: int,
+    balance_after: int,
+    idempotency_key: str,
+    description: str,
+    usage: UsageRecord | None,
+) -> LedgerEntry:
+    """The entry row itself; callers have moved the account's cached balance under its lock."""
+    return LedgerEntry.objects.create(
+        account_id=account_id,
+        kind=kind,
+        amount_credits=amount_credits,
+        balance_after_credits=balance_after,
         idempotency_key=idempotency_key,
         description=description[:255],
         usage=usage,
@@ -108,13 +130,13 @@ def debit_record(
     usage: UsageRecord,
 ) -> LedgerEntry:
     """The ledger entry and lot changes of credits taken by ``held_credits_take``."""
-    entry = LedgerEntry.objects.create(
+    entry = _entry_write(
         account_id=account_id,
         kind=Kind.DEBIT,
         amount_credits=-credits,
-        balance_after_credits=balance_after,
+        balance_after=balance_after,
         idempotency_key=idempotency_key,
-        description=description[:255],
+        description=description,
         usage=usage,
     )
     lots_consume(account_id=account_id, credits=credits)
