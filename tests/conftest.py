@@ -9,6 +9,8 @@ from mcpbilling.stripe_emulator.testing import running_emulator
 
 
 def pytest_configure(config):
+    # The SQLite test database lives in the run folder, absent from a fresh clone.
+    settings.RUN_DIR.mkdir(exist_ok=True)
     celery_app.conf.task_always_eager = True
     celery_app.conf.task_eager_propagates = True
 
