@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 
 from billing.models import (
     BudgetCounter,
@@ -9,7 +10,9 @@ from billing.models import (
     CreditPack,
     Hold,
     LedgerEntry,
+    MeterReconciliation,
     OutboxMessage,
+    Payment,
     PeriodCounter,
     Plan,
     Tool,
@@ -20,7 +23,9 @@ from billing.models import (
 )
 from billing.services.calls import call_release
 from billing.services.ledger import usage_refund
+from billing.services.outbox import outbox_requeue
 from billing.services.pricing import tiers_validate, tool_price_set
+from billing.services.stripe_catalog import credit_pack_stripe_sync, plan_stripe_sync
 from mcpbilling.errors import ApplicationError
 
 
@@ -78,6 +83,13 @@ class PlanAdmin(admin.ModelAdmin):
         ),
         ("Stripe", {"fields": ("stripe_price_id", "stripe_meter_event_name")}),
     )
+    actions = ["stripe_sync"]
+
+    @admin.action(description="Create or update the Stripe product and prices")
+    def stripe_sync(self, request, queryset):
+        for plan in queryset:
+            synced = plan_stripe_sync(plan=plan)
+            self.message_user(request, f"{plan.slug}: price {synced.price_id or '(not sold)'}")
 
 
 @admin.register(CreditPack)
@@ -93,6 +105,13 @@ class CreditPackAdmin(admin.ModelAdmin):
     )
     list_filter = ("active", "currency")
     search_fields = ("slug", "name", "stripe_price_id")
+    actions = ["stripe_sync"]
+
+    @admin.action(description="Create or update the Stripe product and price")
+    def stripe_sync(self, request, queryset):
+        for pack in queryset:
+            synced = credit_pack_stripe_sync(pack=pack)
+            self.message_user(request, f"{pack.slug}: price {synced.price_id}")
 
 
 class ToolPriceForm(forms.ModelForm):
@@ -288,6 +307,63 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
     )
     list_filter = ("kind", "status")
     search_fields = ("identifier", "customer__email")
+    actions = ["requeue"]
+
+    @admin.action(description="Send again (dead or failed rows)")
+    def requeue(self, request, queryset):
+        count = outbox_requeue(ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"Queued {count} row(s) again.", messages.SUCCESS)
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "customer",
+        "purpose",
+        "status",
+        "amount_cents",
+        "covered_microcents",
+        "failure_code",
+        "stripe_payment_intent_id",
+    )
+    list_filter = ("purpose", "status", "failure_code")
+    search_fields = ("customer__email", "stripe_payment_intent_id")
+
+
+class DifferenceFilter(admin.SimpleListFilter):
+    title = "difference"
+    parameter_name = "difference"
+    CHOICES = {
+        "any": ("Stripe differs", ~Q(difference=0)),
+        "missing": ("Stripe has less", Q(difference__lt=0)),
+        "extra": ("Stripe has more", Q(difference__gt=0)),
+        "none": ("Agrees", Q(difference=0)),
+    }
+
+    def lookups(self, request, model_admin):
+        return [(value, label) for value, (label, _) in self.CHOICES.items()]
+
+    def queryset(self, request, queryset):
+        choice = self.CHOICES.get(self.value())
+        return queryset.filter(choice[1]) if choice else queryset
+
+
+@admin.register(MeterReconciliation)
+class MeterReconciliationAdmin(ReadOnlyAdmin):
+    list_display = (
+        "window_start",
+        "window_end",
+        "customer",
+        "event_name",
+        "local_total",
+        "stripe_total",
+        "difference",
+        "checked_at",
+    )
+    list_filter = (DifferenceFilter, "event_name")
+    search_fields = ("customer__email", "event_name")
+    date_hierarchy = "window_start"
 
 
 @admin.register(PeriodCounter)

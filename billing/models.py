@@ -452,7 +452,7 @@ class UsageRecord(models.Model):
     currency = models.CharField(max_length=3, default="usd")
     duration_ms = models.PositiveIntegerField(default=0)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
-    # The tool's result, kept so a repeated idempotency key gets it back.
+    # The tool's result of a charged call made with an idempotency key, so a repeat gets it back.
     response = models.JSONField(null=True, blank=True)
     period_start = models.DateTimeField()
     refunded_at = models.DateTimeField(null=True, blank=True)
@@ -572,6 +572,10 @@ class OutboxMessage(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # What Stripe answered when the row was sent: the object's id (blank for a
+    # meter event, which has none) and the answer itself, kept as the record.
+    stripe_id = models.CharField(max_length=255, blank=True)
+    response = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
@@ -587,3 +591,96 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.identifier} ({self.status})"
+
+
+class Payment(models.Model):
+    """An off-session charge of the saved card: a pay-as-you-go collection or an auto top-up.
+
+    A collection reserves ``covered_microcents`` from the account's unbilled
+    amount when it is created and gives it back if the payment finally fails.
+    """
+
+    class Purpose(models.TextChoices):
+        COLLECTION = "collection", "Collection of pay-as-you-go usage"
+        TOPUP = "topup", "Automatic credit top-up"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    customer = models.ForeignKey(
+        "customers.Customer", on_delete=models.PROTECT, related_name="payments"
+    )
+    purpose = models.CharField(max_length=16, choices=Purpose.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    # What the card is charged, in cents (Stripe's minimum: 50).
+    amount_cents = models.BigIntegerField()
+    currency = models.CharField(max_length=3, default="usd")
+    # Collection: the unbilled usage this payment pays for, microcents (= amount_cents * 10^6).
+    covered_microcents = models.BigIntegerField(default=0)
+    # Top-up: the pack whose credits are granted when the payment succeeds.
+    pack = models.ForeignKey(
+        CreditPack, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # One payment in flight per customer and purpose.
+            models.UniqueConstraint(
+                fields=["customer", "purpose"],
+                condition=Q(status="pending"),
+                name="payment_one_pending_per_purpose",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_cents__gt=0) & Q(covered_microcents__gte=0),
+                name="payment_amounts_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} {self.amount_cents}c ({self.status})"
+
+
+class MeterReconciliation(models.Model):
+    """One comparison of what we sent to a Stripe meter with Stripe's summary for a window.
+
+    Totals are the meter's values (microcents); the window is [window_start, window_end).
+    """
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="+")
+    event_name = models.CharField(max_length=100)
+    stripe_meter_id = models.CharField(max_length=255, blank=True)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    local_total = models.BigIntegerField()
+    stripe_total = models.BigIntegerField()
+    # stripe_total - local_total: negative when Stripe is missing usage.
+    difference = models.BigIntegerField()
+    checked_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-window_start", "customer_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "event_name", "window_start", "window_end"],
+                name="meterreconciliation_window_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["-window_start"],
+                condition=~Q(difference=0),
+                name="meterreconciliation_mismatch",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.event_name} {self.window_start:%Y-%m-%d %H:%M}"

@@ -27,6 +27,8 @@ class Customer(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        # The column holds Stripe's id ("cus_..."), set before the mirror row may exist.
+        to_field="id",
         db_constraint=False,  # the mirror row may arrive after ours
         help_text="The dj-stripe mirror of this customer's Stripe customer.",
     )
