@@ -84,6 +84,7 @@ class DemoResult:
     customer: Customer
     api_key: str
     admin_password: str | None
+    customer_password: str | None = None
 
 
 def catalogue_seed() -> None:
@@ -120,6 +121,23 @@ def _demo_key(customer: Customer) -> str:
     return issued.secret
 
 
+def _demo_login(customer: Customer) -> str | None:
+    """A login ``demo`` for the demo customer's billing pages; its password is printed once."""
+    if not settings.DEBUG or customer.user_id is not None:
+        return None
+    users = get_user_model()
+    password = secrets.token_urlsafe(12)
+    user = users.objects.filter(username="demo").first()
+    if user is None:
+        user = users.objects.create_user("demo", DEMO_EMAIL, password)
+    else:
+        user.set_password(password)
+        user.save(update_fields=["password"])
+    customer.user = user
+    customer.save(update_fields=["user"])
+    return password
+
+
 def _demo_admin() -> str | None:
     """A superuser ``admin`` for the local demo; its password is printed once, when created."""
     users = get_user_model()
@@ -145,4 +163,9 @@ def demo_seed() -> DemoResult:
         idempotency_key=f"demo-initial:{customer.pk}",
         description="Demo credits",
     )
-    return DemoResult(customer=customer, api_key=_demo_key(customer), admin_password=_demo_admin())
+    return DemoResult(
+        customer=customer,
+        api_key=_demo_key(customer),
+        admin_password=_demo_admin(),
+        customer_password=_demo_login(customer),
+    )

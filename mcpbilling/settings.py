@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "mcpbilling.apps.McpBillingConfig",
     "customers",
     "billing",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -266,3 +267,38 @@ JWT_RS256_PUBLIC_KEY = env.str("JWT_RS256_PUBLIC_KEY", default="").replace("\\n"
 # Accepted algorithms; only HS256 and RS256 are ever honoured.
 JWT_ALGORITHMS = env.list("JWT_ALGORITHMS", default=["HS256", "RS256"])
 JWT_LEEWAY_S = env.int("JWT_LEEWAY_S", default=0)
+
+# --- Webhooks ----------------------------------------------------------------
+# The plan a customer returns to when their subscription ends (blank: no plan).
+BILLING_FALLBACK_PLAN = env.str("BILLING_FALLBACK_PLAN", default="free")
+CELERY_BEAT_SCHEDULE.update(
+    {"stripe-events-sweep": {"task": "webhooks.tasks.events_sweep_task", "schedule": 60.0}}
+)
+
+# --- Metering (the outbox to Stripe, meter reconciliation, collection) -------
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "outbox-dispatch": {"task": "billing.tasks.outbox_dispatch", "schedule": 10.0},
+        "reconcile-meters": {"task": "billing.tasks.reconcile_meters", "schedule": 3600.0},
+    }
+)
+# Stripe requests per second from one process (Stripe: live 100/s, sandbox 25/s).
+STRIPE_RATE_LIMIT_PER_S = env.float(
+    "STRIPE_RATE_LIMIT_PER_S", default=90.0 if STRIPE_LIVE_MODE else 20.0
+)
+# Outbox rows claimed per batch; a claim leases them for OUTBOX_LEASE_S seconds.
+OUTBOX_BATCH_SIZE = env.int("OUTBOX_BATCH_SIZE", default=100)
+OUTBOX_LEASE_S = env.int("OUTBOX_LEASE_S", default=300)
+# A row that failed this many times is dead (shown in the admin for an operator).
+OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=20)
+# Retries back off exponentially from the base to the cap, seconds (Retry-After wins).
+OUTBOX_BACKOFF_BASE_S = env.float("OUTBOX_BACKOFF_BASE_S", default=2.0)
+OUTBOX_BACKOFF_MAX_S = env.float("OUTBOX_BACKOFF_MAX_S", default=3600.0)
+# How long a row waits for its customer's Stripe customer before looking again, seconds.
+OUTBOX_WAIT_S = env.int("OUTBOX_WAIT_S", default=60)
+# One beat tick sends for at most this long, seconds (under the task's soft time limit).
+OUTBOX_RUN_BUDGET_S = env.float("OUTBOX_RUN_BUDGET_S", default=120.0)
+# Whole hours before the current one compared with Stripe's meter summaries each run.
+METERING_RECONCILE_HOURS = env.int("METERING_RECONCILE_HOURS", default=3)
+# stripe-python logs every request at INFO; the outbox makes thousands of them.
+LOGGING["loggers"]["stripe"] = {"level": env.str("STRIPE_LOG_LEVEL", default="WARNING")}

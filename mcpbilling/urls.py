@@ -18,4 +18,6 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
+    path("billing/", include("billing.urls")),
+    path("accounts/", include("django.contrib.auth.urls")),
 ]

@@ -15,4 +15,8 @@ class Command(BaseCommand):
         )
         if result.admin_password:
             self.stdout.write(f"admin login: admin / {result.admin_password} (shown once)")
+        if result.customer_password:
+            self.stdout.write(
+                f"customer login: demo / {result.customer_password} (shown once; /billing/credits/)"
+            )
         self.stdout.write(f"api_key={result.api_key}")

@@ -34,6 +34,7 @@ class Command(BaseCommand):
         try:
             if settings.STRIPE_EMULATED:
                 self._start_emulator()
+                self._stripe_prepare(f"http://{host}:{port}")
             if not no_worker:
                 self._start_worker()
             web = self._spawn(
@@ -96,6 +97,15 @@ class Command(BaseCommand):
                 time.sleep(0.2)
         raise CommandError(f"The Stripe emulator did not start on port {port}.")
 
+    def _stripe_prepare(self, site_url: str) -> None:
+        """Put the catalogue on the emulator and register this site for its webhooks."""
+        from billing.services.stripe_catalog import catalog_stripe_sync
+        from webhooks.services import webhook_endpoint_ensure
+
+        catalog_stripe_sync()
+        endpoint = webhook_endpoint_ensure(site_url=site_url)
+        self.stdout.write(f"Stripe webhooks go to {endpoint.url}")
+
     def _start_worker(self) -> None:
         if settings.CELERY_BROKER_URL == "filesystem://":
             for folder in ("broker", "processed"):
@@ -126,6 +136,7 @@ class Command(BaseCommand):
             "",
             f"  MCP endpoint   {base}/mcp",
             f"  Admin          {base}/admin/",
+            f"  Billing pages  {base}/billing/credits/",
             f"  Health         {base}/healthz",
         ]
         if settings.STRIPE_EMULATED:
