@@ -56,17 +56,10 @@ def start_emulator(port: int) -> subprocess.Popen:
 
 
 def link(owner, stripe_id: str) -> None:
-    """Record the customer's Stripe id in whichever shape customers.Customer keeps it."""
-    from djstripe.models import Customer as DjStripeCustomer
-
+    """Record the customer's Stripe id (``Customer.stripe_customer`` holds ``cus_...``)."""
     from customers.models import Customer
 
-    field = Customer._meta.get_field("stripe_customer")
-    if field.target_field.get_internal_type() in ("CharField", "StripeIdField"):
-        Customer.objects.filter(pk=owner.pk).update(stripe_customer_id=stripe_id)
-    else:
-        mirror = DjStripeCustomer.objects.create(id=stripe_id, livemode=False)
-        Customer.objects.filter(pk=owner.pk).update(stripe_customer=mirror)
+    Customer.objects.filter(pk=owner.pk).update(stripe_customer_id=stripe_id)
 
 
 def prepare(*, rows: int, customers: int) -> None:

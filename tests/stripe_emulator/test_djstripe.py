@@ -113,6 +113,12 @@ def test_sync_from_stripe_data_accepts_emulated_objects(world, name, model, stri
     assert synced.livemode is not True  # None where Stripe's shape has no livemode (refunds)
 
 
+def test_product_sync_reads_its_features_without_a_warning(world, caplog):
+    with caplog.at_level("WARNING", logger="djstripe"):
+        _sync(dj.Product, stripe.Product, world["product"])
+    assert not [r for r in caplog.records if "features" in r.getMessage()]
+
+
 def test_synced_relations_point_at_the_emulated_objects(world):
     sub = _sync(dj.Subscription, stripe.Subscription, world["subscription"])
     assert sub.customer.id == world["customer"]

@@ -234,6 +234,13 @@ def product_delete(ctx: Ctx, params: Params, product_id: str) -> Obj:
     return {"id": product_id, "object": "product", "deleted": True}
 
 
+@routes.get("/v1/products/{product_id}/features")
+def product_feature_list(ctx: Ctx, params: Params, product_id: str) -> Obj:
+    """A product's entitlement features: none, as the product attaches none (dj-stripe reads it)."""
+    ctx.store.require("product", product_id)
+    return paginate([], params, f"/v1/products/{product_id}/features")
+
+
 @routes.get("/v1/products")
 def product_list(ctx: Ctx, params: Params) -> Obj:
     """Products by ``active``, ``ids[]`` and ``created``."""
