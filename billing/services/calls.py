@@ -38,6 +38,7 @@ from billing.models import (
     ToolPeriodCounter,
     UsageRecord,
 )
+from billing.rows import row_insert, rows_update
 from billing.selectors import credit_balance
 from billing.services.ledger import debit_record, held_credits_take
 from billing.services.pricing import Quote, price_at_position, tool_price_active, tool_quote
@@ -143,9 +144,11 @@ def _release_budgets(hold: Hold) -> None:
 
 
 def _reserve_credits(customer: Customer, credits: int) -> None:
-    reserved = CreditAccount.objects.filter(
-        customer=customer, balance_credits__gte=F("held_credits") + credits
-    ).update(held_credits=F("held_credits") + credits)
+    reserved = rows_update(
+        f"UPDATE {CreditAccount._meta.db_table} SET held_credits = held_credits + %s "  # noqa: S608
+        "WHERE customer_id = %s AND balance_credits >= held_credits + %s",
+        [credits, customer.pk, credits],
+    )
     if not reserved:
         raise refusal(
             "insufficient_credits",
@@ -367,7 +370,7 @@ def _authorize(customer, plan, tool, price, api_key, idempotency_key, now) -> Ho
         budget_customer, budget_key = _reserve_budgets(
             customer=customer, api_key=api_key, amount=charged_amount, day=now.date()
         )
-    return Hold.objects.create(
+    hold = Hold(
         customer=customer,
         api_key=api_key,
         tool=tool,
@@ -386,6 +389,7 @@ def _authorize(customer, plan, tool, price, api_key, idempotency_key, now) -> Ho
         idempotency_key=idempotency_key,
         expires_at=now + timedelta(seconds=settings.BILLING_HOLD_TTL_S),
     )
+    return row_insert(hold)
 
 
 # --- settle -------------------------------------------------------------------
@@ -397,8 +401,10 @@ class _AlreadySettled(Exception):
 
 def _hold_finish(hold: Hold, status: str, now: datetime) -> None:
     """Mark a held hold settled, last in the transaction (see the lock order above)."""
-    if not Hold.objects.filter(pk=hold.pk, status=Hold.Status.HELD).update(
-        status=status, settled_at=now
+    if not rows_update(
+        f"UPDATE {Hold._meta.db_table} SET status = %s, settled_at = %s "  # noqa: S608
+        "WHERE id = %s AND status = %s",
+        [status, now, hold.pk, Hold.Status.HELD],
     ):
         raise _AlreadySettled
     hold.status, hold.settled_at = status, now
@@ -407,7 +413,7 @@ def _hold_finish(hold: Hold, status: str, now: datetime) -> None:
 def _usage_write(
     hold: Hold, *, charged: bool, outcome: str, duration_ms: int, response
 ) -> UsageRecord:
-    return UsageRecord.objects.create(
+    usage = UsageRecord(
         hold=hold,
         customer_id=hold.customer_id,
         api_key_id=hold.api_key_id,
@@ -426,6 +432,7 @@ def _usage_write(
         response=response if charged and hold.idempotency_key else None,
         period_start=hold.period_start,
     )
+    return row_insert(usage)
 
 
 def _balance(hold: Hold) -> int | None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import F, Subquery
+from django.db.models import F
 from django.utils import timezone
 
 from billing.models import CreditAccount, CreditLot, LedgerEntry, UsageRecord
+from billing.rows import row_insert, rows_update
 from mcpbilling.errors import ApplicationError
 
 Kind = LedgerEntry.Kind
@@ -64,14 +65,16 @@ def _entry_write(
     usage: UsageRecord | None,
 ) -> LedgerEntry:
     """The entry row itself; callers have moved the account's cached balance under its lock."""
-    return LedgerEntry.objects.create(
-        account_id=account_id,
-        kind=kind,
-        amount_credits=amount_credits,
-        balance_after_credits=balance_after,
-        idempotency_key=idempotency_key,
-        description=description[:255],
-        usage=usage,
+    return row_insert(
+        LedgerEntry(
+            account_id=account_id,
+            kind=kind,
+            amount_credits=amount_credits,
+            balance_after_credits=balance_after,
+            idempotency_key=idempotency_key,
+            description=description[:255],
+            usage=usage,
+        )
     )
 
 
@@ -81,14 +84,17 @@ def lots_consume(*, account_id: int, credits: int) -> None:
     The caller holds the account's row lock. The common case (the first lot
     covers it) is one UPDATE; otherwise the lots are walked in order.
     """
+    lots = CreditLot._meta.db_table
+    if rows_update(
+        f"UPDATE {lots} SET remaining_credits = remaining_credits - %s "  # noqa: S608
+        f"WHERE id = (SELECT id FROM {lots} WHERE account_id = %s AND remaining_credits > 0 "
+        "ORDER BY expires_at ASC NULLS LAST, id ASC LIMIT 1) AND remaining_credits >= %s",
+        [credits, account_id, credits],
+    ):
+        return
     open_lots = CreditLot.objects.filter(account_id=account_id, remaining_credits__gt=0).order_by(
         F("expires_at").asc(nulls_last=True), "id"
     )
-    first = Subquery(open_lots.values("pk")[:1])
-    if CreditLot.objects.filter(pk=first, remaining_credits__gte=credits).update(
-        remaining_credits=F("remaining_credits") - credits
-    ):
-        return
     remaining = credits
     for lot in open_lots:
         take = min(lot.remaining_credits, remaining)

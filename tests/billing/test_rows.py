@@ -1,0 +1,91 @@
+"""The hot path's row writer stores exactly what ``save()`` stores."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.forms.models import model_to_dict
+from django.utils import timezone
+
+from billing.models import Hold, LedgerEntry, PaymentPath, UsageRecord
+from billing.rows import row_insert
+from billing.services.pricing import tool_price_active, tool_price_set
+from tests.factories import customer, priced_tool
+
+pytestmark = pytest.mark.django_db
+
+
+NOW = timezone.now()
+
+
+def _hold(owner, tool, **fields):
+    now = NOW
+    return Hold(
+        customer=owner,
+        tool=tool,
+        price=tool_price_active(tool=tool),
+        plan=owner.plan,
+        path=PaymentPath.CREDITS,
+        credits=2,
+        amount_microcents=1_234_567,
+        period_start=owner.period_start,
+        budget_day=now.date(),
+        expires_at=now + timedelta(minutes=5),
+        **fields,
+    )
+
+
+def _stored(model, pk) -> dict:
+    row = model.objects.get(pk=pk)
+    return {**model_to_dict(row), "created_at": row.created_at}
+
+
+def test_rows_match_what_save_writes():
+    owner, tool = customer(), priced_tool("echo", credits=2)
+    by_orm = _hold(owner, tool, idempotency_key="a")
+    by_orm.save()
+    fast = row_insert(_hold(owner, tool, idempotency_key="b"))
+
+    assert fast.pk and fast.pk != by_orm.pk and not fast._state.adding
+    orm_row, fast_row = _stored(Hold, by_orm.pk), _stored(Hold, fast.pk)
+    assert abs(orm_row.pop("created_at") - fast_row.pop("created_at")) < timedelta(seconds=5)
+    assert {**orm_row, "id": fast.pk, "idempotency_key": "b"} == fast_row
+    assert fast.created_at == Hold.objects.get(pk=fast.pk).created_at
+
+    usage = row_insert(
+        UsageRecord(
+            hold=fast,
+            customer=owner,
+            tool=tool,
+            path=fast.path,
+            outcome=UsageRecord.Outcome.SUCCESS,
+            charged=True,
+            amount_microcents=fast.amount_microcents,
+            credits=2,
+            response={"content": [{"type": "text", "text": "ünïcode"}], "n": [1, None]},
+            period_start=fast.period_start,
+        )
+    )
+    stored = UsageRecord.objects.get(pk=usage.pk)  # a uuid7 made by the model, not the database
+    assert stored.response == {"content": [{"type": "text", "text": "ünïcode"}], "n": [1, None]}
+    assert (stored.hold_id, stored.api_key_id, stored.credits) == (fast.pk, None, 2)
+
+
+def test_a_database_error_reaches_the_caller_and_writes_nothing():
+    owner, tool = customer(), priced_tool("echo")
+    row_insert(_hold(owner, tool, idempotency_key="same"))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        row_insert(_hold(owner, tool, idempotency_key="same"))
+    assert Hold.objects.filter(idempotency_key="same").count() == 1
+    assert not LedgerEntry.objects.exists()
+
+
+def test_a_new_price_version_applies_to_the_next_read():
+    tool = priced_tool("echo", cents=1)
+    first = tool_price_active(tool=tool)
+    assert tool_price_active(tool=tool) is first  # read once, then kept
+
+    tool_price_set(tool=tool, unit_amount_microcents=7_000_000, credits=7)
+
+    current = tool_price_active(tool=tool)
+    assert (current.version, current.unit_amount_microcents) == (first.version + 1, 7_000_000)
