@@ -92,7 +92,13 @@ def start(app: str, port: int, workers: int) -> subprocess.Popen:
         "--workers", str(workers),
         "--lifespan", "on", "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
-    environment = {**os.environ, "MCP_SYNC_TOOLS_ON_STARTUP": "0", "LOG_LEVEL": "WARNING"}
+    # DEBUG off as in production: with it on, Django keeps every query it runs.
+    environment = {
+        **os.environ,
+        "DEBUG": "0",
+        "MCP_SYNC_TOOLS_ON_STARTUP": "0",
+        "LOG_LEVEL": "WARNING",
+    }
     return subprocess.Popen(command, cwd=ROOT, env=environment)
 
 
