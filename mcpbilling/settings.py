@@ -132,6 +132,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(RUN_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "release-stale-holds": {"task": "billing.tasks.release_stale_holds", "schedule": 60.0},
     "expire-credits": {"task": "billing.tasks.expire_credits", "schedule": 300.0},
+    # Due collections and top-ups are started, then the outbox is sent to Stripe.
+    "outbox-dispatch": {"task": "billing.tasks.outbox_dispatch", "schedule": 10.0},
+    "reconcile-meters": {"task": "billing.tasks.reconcile_meters", "schedule": 3600.0},
+    "stripe-events-sweep": {"task": "webhooks.tasks.events_sweep_task", "schedule": 60.0},
 }
 
 # --- Stripe ----------------------------------------------------------------
@@ -271,17 +275,8 @@ JWT_LEEWAY_S = env.int("JWT_LEEWAY_S", default=0)
 # --- Webhooks ----------------------------------------------------------------
 # The plan a customer returns to when their subscription ends (blank: no plan).
 BILLING_FALLBACK_PLAN = env.str("BILLING_FALLBACK_PLAN", default="free")
-CELERY_BEAT_SCHEDULE.update(
-    {"stripe-events-sweep": {"task": "webhooks.tasks.events_sweep_task", "schedule": 60.0}}
-)
 
 # --- Metering (the outbox to Stripe, meter reconciliation, collection) -------
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "outbox-dispatch": {"task": "billing.tasks.outbox_dispatch", "schedule": 10.0},
-        "reconcile-meters": {"task": "billing.tasks.reconcile_meters", "schedule": 3600.0},
-    }
-)
 # Stripe requests per second from one process (Stripe: live 100/s, sandbox 25/s).
 STRIPE_RATE_LIMIT_PER_S = env.float(
     "STRIPE_RATE_LIMIT_PER_S", default=90.0 if STRIPE_LIVE_MODE else 20.0

@@ -1,11 +1,13 @@
 """Shared fixtures. PostgreSQL and Redis are used when DATABASE_URL / REDIS_URL are set."""
 
 import pytest
+import stripe
 from django.conf import settings
 from django.db import connection
 
 from mcpbilling.celery import app as celery_app
 from mcpbilling.stripe_emulator.testing import running_emulator
+from tests.factories import shopper_create
 
 
 def pytest_configure(config):
@@ -52,3 +54,20 @@ def emulator(_emulator_server):
     _emulator_server.reset()
     yield _emulator_server
     _emulator_server.reset()
+
+
+@pytest.fixture
+def stripe_emulated(emulator, settings, monkeypatch):
+    """Stripe is the emulator of this run for our client and dj-stripe's global one,
+    with no rate limit to wait on."""
+    settings.STRIPE_API_HOST = emulator.url
+    settings.STRIPE_RATE_LIMIT_PER_S = 1_000_000
+    monkeypatch.setattr(stripe, "api_base", emulator.url)
+    monkeypatch.setattr(stripe, "api_key", settings.STRIPE_SECRET_KEY)
+    return emulator
+
+
+@pytest.fixture
+def shopper(db, client):
+    """A signed-in user whose customer is on a credits plan."""
+    return shopper_create(client)

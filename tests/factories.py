@@ -3,9 +3,11 @@
 import itertools
 
 import factory
+from django.contrib.auth import get_user_model
 
 from billing.models import BillingModel, CreditPack, Plan, Tool
 from billing.services.pricing import tool_price_set
+from customers.models import Customer
 from customers.services import api_key_create, customer_create
 
 
@@ -64,3 +66,15 @@ def customer(email=None, *, plan=None, now=None, **fields):
 
 def api_key(owner, **options):
     return api_key_create(customer=owner, **options)
+
+
+def shopper_create(client) -> Customer:
+    """A user signed in on ``client`` whose billing customer is on a credits plan."""
+    user = get_user_model().objects.create_user("shopper", "shopper@example.com", "pw-12345-x")
+    owner = customer(
+        "shopper@example.com", plan=PlanFactory(slug="credits", billing_model=BillingModel.CREDITS)
+    )
+    owner.user = user
+    owner.save(update_fields=["user"])
+    client.force_login(user)
+    return owner

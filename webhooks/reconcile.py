@@ -155,7 +155,7 @@ def subscription_sync(*, subscription_id: str) -> Outcome:
 
 
 def _fallback_plan() -> Plan | None:
-    slug = getattr(settings, "BILLING_FALLBACK_PLAN", "free")
+    slug = settings.BILLING_FALLBACK_PLAN
     return Plan.objects.filter(slug=slug).first() if slug else None
 
 

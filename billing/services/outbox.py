@@ -31,6 +31,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from billing.models import OutboxMessage
+from billing.services.collection import payment_charge
+from billing.services.stripe_catalog import stripe_customer_ensure
 from customers.models import Customer
 from mcpbilling.stripe_api import stripe_client
 
@@ -176,13 +178,7 @@ def outcome_of_error(exc: Exception, *, kind: str) -> Outcome:
 # --- senders -----------------------------------------------------------------------------
 def customer_stripe_id(customer: Customer) -> str:
     """The customer's Stripe id (``cus_...``), or "" while there is none."""
-    value = customer.stripe_customer_id
-    if not value:
-        return ""
-    if isinstance(value, str):
-        return value
-    mirror = customer.stripe_customer  # the dj-stripe row, whose ``id`` is Stripe's
-    return mirror.id if mirror is not None else ""
+    return customer.stripe_customer_id or ""
 
 
 @dataclass
@@ -223,8 +219,6 @@ def _send_meter_event(row: OutboxMessage, ctx: SendContext) -> Outcome:
 
 
 def _send_customer_sync(row: OutboxMessage, ctx: SendContext) -> Outcome:
-    from billing.services.stripe_catalog import stripe_customer_ensure
-
     ctx.limiter.take()
     stripe_id = stripe_customer_ensure(customer=row.customer)
     ctx.stripe_customers[row.customer_id] = stripe_id
@@ -232,8 +226,6 @@ def _send_customer_sync(row: OutboxMessage, ctx: SendContext) -> Outcome:
 
 
 def _send_payment(row: OutboxMessage, ctx: SendContext) -> Outcome:
-    from billing.services.collection import payment_charge
-
     stripe_customer = ctx.stripe_customer(row.customer)
     if not stripe_customer:
         return Outcome("wait")

@@ -8,20 +8,8 @@ from django.contrib.auth import get_user_model
 from billing.models import BillingModel
 from billing.services.stripe_catalog import plan_stripe_sync, stripe_customer_ensure
 from tests.factories import CreditPackFactory, PlanFactory
-from tests.webhooks.support import shopper_create, stripe_point_at
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def stripe_emulated(settings, emulator, monkeypatch):
-    stripe_point_at(emulator, settings, monkeypatch)
-    return emulator
-
-
-@pytest.fixture
-def shopper(client):
-    return shopper_create(client)
 
 
 @pytest.mark.parametrize(

@@ -27,13 +27,6 @@ pytestmark = pytest.mark.django_db
 CENT = 1_000_000
 
 
-@pytest.fixture
-def stripe_env(emulator, settings):
-    settings.STRIPE_API_HOST = emulator.url
-    settings.STRIPE_RATE_LIMIT_PER_S = 1_000_000
-    return emulator
-
-
 def with_card(owner: Customer, card: str = "pm_card_visa") -> Customer:
     """The customer with a Stripe customer whose default card is ``card``."""
     stripe_id = stripe_customer_link(owner)
@@ -70,7 +63,7 @@ def intents(emulator, owner: Customer) -> list[dict]:
     return emulator.store.all("payment_intent", lambda pi: pi["customer"] == stripe_id)
 
 
-def test_unbilled_past_the_threshold_is_collected_once_in_whole_cents(stripe_env):
+def test_unbilled_past_the_threshold_is_collected_once_in_whole_cents(stripe_emulated):
     owner = payg_customer(threshold_cents=100)
     calls(owner, 3, cents=30.1234)
     assert collections_sweep() == 0  # 90.37 cents: under the threshold
@@ -84,7 +77,7 @@ def test_unbilled_past_the_threshold_is_collected_once_in_whole_cents(stripe_env
 
     outbox_dispatch()
 
-    (intent,) = intents(stripe_env, owner)  # four calls, one PaymentIntent
+    (intent,) = intents(stripe_emulated, owner)  # four calls, one PaymentIntent
     assert (intent["amount"], intent["currency"], intent["status"]) == (120, "usd", "succeeded")
     assert intent["metadata"] == {
         "mcpb_purpose": "collection",
@@ -99,7 +92,7 @@ def test_unbilled_past_the_threshold_is_collected_once_in_whole_cents(stripe_env
     assert unbilled(owner) == 4 * 30_123_400 - 120 * CENT
 
 
-def test_a_declined_card_makes_the_customer_past_due_and_gives_the_amount_back(stripe_env):
+def test_a_declined_card_makes_the_customer_past_due_and_gives_the_amount_back(stripe_emulated):
     owner = payg_customer(threshold_cents=60, card="pm_card_chargeCustomerFail")
     calls(owner, 2, cents=33)
     assert collections_sweep() == 1
@@ -118,7 +111,7 @@ def test_a_declined_card_makes_the_customer_past_due_and_gives_the_amount_back(s
     assert collections_sweep() == 0  # no retry storm while past due
 
 
-def test_never_less_than_stripes_minimum_charge(stripe_env):
+def test_never_less_than_stripes_minimum_charge(stripe_emulated):
     owner = payg_customer(threshold_cents=10)
     calls(owner, 49, cents=1)
     assert collection_check(customer_id=owner.pk) is None
@@ -127,7 +120,7 @@ def test_never_less_than_stripes_minimum_charge(stripe_env):
     assert collection_check(customer_id=owner.pk).amount_cents == 50
 
 
-def test_the_period_end_collects_what_is_under_the_threshold(stripe_env):
+def test_the_period_end_collects_what_is_under_the_threshold(stripe_emulated):
     owner = payg_customer(threshold_cents=10_000)
     calls(owner, 3, cents=25.5)
     assert collections_sweep() == 0
@@ -151,7 +144,7 @@ def _intent(payment: Payment, **fields) -> dict:
         ("failed", "failed", "succeeded"),
     ],
 )
-def test_callbacks_are_idempotent_and_success_wins_in_any_order(stripe_env, order):
+def test_callbacks_are_idempotent_and_success_wins_in_any_order(stripe_emulated, order):
     owner = payg_customer(threshold_cents=100)
     calls(owner, 2, cents=60.5)
     payment = collection_check(customer_id=owner.pk)
@@ -171,7 +164,7 @@ def test_callbacks_are_idempotent_and_success_wins_in_any_order(stripe_env, orde
     assert owner.status == Customer.Status.ACTIVE
 
 
-def test_a_failure_alone_settles_once(stripe_env):
+def test_a_failure_alone_settles_once(stripe_emulated):
     owner = payg_customer(threshold_cents=100)
     calls(owner, 2, cents=60.5)
     payment = collection_check(customer_id=owner.pk)
@@ -182,7 +175,7 @@ def test_a_failure_alone_settles_once(stripe_env):
     assert Payment.objects.get(pk=payment.pk).failure_code == "card_declined"
 
 
-def test_auto_topup_charges_the_pack_and_grants_it_once(stripe_env):
+def test_auto_topup_charges_the_pack_and_grants_it_once(stripe_emulated):
     pack = CreditPackFactory(credits=100, price_cents=900)
     plan = PlanFactory(
         billing_model=BillingModel.CREDITS, auto_topup_threshold_credits=10, auto_topup_pack=pack
@@ -199,14 +192,14 @@ def test_auto_topup_charges_the_pack_and_grants_it_once(stripe_env):
 
     payment = Payment.objects.get(customer=owner)
     assert (payment.purpose, payment.status, payment.amount_cents) == ("topup", "succeeded", 900)
-    (intent,) = intents(stripe_env, owner)
+    (intent,) = intents(stripe_emulated, owner)
     assert intent["amount"] == 900 and intent["metadata"]["mcpb_purpose"] == "topup"
     payment_intent_succeeded(payment_intent=intent)  # the webhook, after the sender
     assert CreditAccount.objects.get(customer=owner).balance_credits == 109
     assert collections_sweep() == 0
 
 
-def test_a_customer_without_a_default_card_fails_without_a_charge(stripe_env):
+def test_a_customer_without_a_default_card_fails_without_a_charge(stripe_emulated):
     plan = PlanFactory(billing_model=BillingModel.PER_CALL, collection_threshold_microcents=CENT)
     owner = customer(plan=plan, has_payment_method=True)
     stripe_customer_link(owner)
@@ -217,4 +210,4 @@ def test_a_customer_without_a_default_card_fails_without_a_charge(stripe_env):
 
     payment = Payment.objects.get(customer=owner)
     assert (payment.status, payment.failure_code) == ("failed", "payment_method_missing")
-    assert intents(stripe_env, owner) == [] and unbilled(owner) == 75 * CENT
+    assert intents(stripe_emulated, owner) == [] and unbilled(owner) == 75 * CENT

@@ -20,11 +20,9 @@ HOUR = timedelta(hours=1)
 
 
 @pytest.fixture
-def stripe_env(emulator, settings):
-    settings.STRIPE_API_HOST = emulator.url
-    settings.STRIPE_RATE_LIMIT_PER_S = 1_000_000
+def stripe_env(stripe_emulated):
     meter_create()
-    return emulator
+    return stripe_emulated
 
 
 def usage(owner, *, at, value, status=OutboxMessage.Status.PENDING) -> OutboxMessage:

@@ -36,12 +36,10 @@ Status = OutboxMessage.Status
 
 
 @pytest.fixture
-def stripe_env(emulator, settings):
-    """The emulator as Stripe, no rate limit to wait on, short backoffs."""
-    settings.STRIPE_API_HOST = emulator.url
-    settings.STRIPE_RATE_LIMIT_PER_S = 1_000_000
+def stripe_env(stripe_emulated, settings):
+    """The emulator as Stripe (no rate limit to wait on), with short backoffs."""
     settings.OUTBOX_BACKOFF_BASE_S = 1.0
-    return emulator
+    return stripe_emulated
 
 
 def meter_create(event_name: str = EVENT):

@@ -18,15 +18,13 @@ from billing.services.stripe_catalog import (
     stripe_customer_ensure,
 )
 from tests.factories import CreditPackFactory, PlanFactory, customer
-from tests.webhooks.support import stripe_point_at
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def stripe_api(settings, emulator, monkeypatch):
-    stripe_point_at(emulator, settings, monkeypatch)
-    return emulator.client()
+def stripe_api(stripe_emulated):
+    return stripe_emulated.client()
 
 
 def test_command_creates_prices_once_and_mirrors_them(stripe_api):

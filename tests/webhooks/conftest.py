@@ -3,15 +3,6 @@
 import httpx
 import pytest
 
-from tests.webhooks.support import shopper_create, stripe_point_at
-
-
-@pytest.fixture
-def stripe_emulated(settings, emulator, monkeypatch):
-    """Our Stripe client and dj-stripe's both on the emulator of this run."""
-    stripe_point_at(emulator, settings, monkeypatch)
-    return emulator
-
 
 @pytest.fixture
 def emulator_http(emulator):
@@ -27,9 +18,3 @@ def site(stripe_emulated, live_server):
 
     webhook_endpoint_ensure(site_url=live_server.url)
     return live_server.url
-
-
-@pytest.fixture
-def shopper(db, client):
-    """A signed-in user whose customer is on a credits plan."""
-    return shopper_create(client)

@@ -1,4 +1,4 @@
-"""Helpers for Stripe tests: the emulator for dj-stripe and our code, a shopper, signatures."""
+"""Helpers for Stripe tests: balances, signatures, event bodies."""
 
 from __future__ import annotations
 
@@ -8,31 +8,8 @@ import json
 import time
 from typing import Any
 
-import stripe
-from django.contrib.auth import get_user_model
-
-from billing.models import BillingModel, CreditAccount
+from billing.models import CreditAccount
 from customers.models import Customer
-from tests.factories import PlanFactory, customer
-
-
-def stripe_point_at(emulator, settings, monkeypatch) -> None:
-    """Point our Stripe client and dj-stripe's global one at the emulator of this run."""
-    settings.STRIPE_API_HOST = emulator.url
-    monkeypatch.setattr(stripe, "api_base", emulator.url)
-    monkeypatch.setattr(stripe, "api_key", settings.STRIPE_SECRET_KEY)
-
-
-def shopper_create(client) -> Customer:
-    """A user signed in on ``client`` whose billing customer is on a credits plan."""
-    user = get_user_model().objects.create_user("shopper", "shopper@example.com", "pw-12345-x")
-    owner = customer(
-        "shopper@example.com", plan=PlanFactory(slug="credits", billing_model=BillingModel.CREDITS)
-    )
-    owner.user = user
-    owner.save(update_fields=["user"])
-    client.force_login(user)
-    return owner
 
 
 def balance(owner: Customer) -> int:
