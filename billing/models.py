@@ -298,8 +298,14 @@ class LedgerEntry(models.Model):
     # One entry per business event, e.g. "checkout:cs_123", "call:<hold id>".
     idempotency_key = models.CharField(max_length=255, unique=True)
     description = models.CharField(max_length=255, blank=True)
+    # Not indexed: no query looks entries up by their call (one row a call).
     usage = models.ForeignKey(
-        "billing.UsageRecord", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "billing.UsageRecord",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
@@ -368,16 +374,24 @@ class Hold(models.Model):
         RELEASED = "released", "Released"
         EXPIRED = "expired", "Expired (never settled)"
 
+    # Every call inserts a hold and settling changes its status, which every index of
+    # the table then gets a new entry for: only the indexes queries use are kept (a
+    # tool, price, plan or key is looked up here only when deleting one, which is rare).
     customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="+")
     api_key = models.ForeignKey(
-        "customers.ApiKey", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "customers.ApiKey",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
-    tool = models.ForeignKey(Tool, on_delete=models.PROTECT, related_name="+")
+    tool = models.ForeignKey(Tool, on_delete=models.PROTECT, related_name="+", db_index=False)
     price = models.ForeignKey(
-        ToolPrice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        ToolPrice, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     plan = models.ForeignKey(
-        Plan, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Plan, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.HELD)
     path = models.CharField(max_length=16, choices=PaymentPath.choices)
@@ -397,7 +411,7 @@ class Hold(models.Model):
     # The client's key; NULL (not "") when absent, so the unique constraint skips it.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     created_at = models.DateTimeField(auto_now_add=True)
-    expires_at = models.DateTimeField(db_index=True)
+    expires_at = models.DateTimeField()  # indexed while held (hold_open)
     settled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -430,18 +444,30 @@ class UsageRecord(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     hold = models.OneToOneField(Hold, on_delete=models.PROTECT, related_name="usage")
+    # Customer and tool are indexed by the "recent" indexes below; key, price and plan
+    # are not (one row a call: only indexes that queries use are kept).
     customer = models.ForeignKey(
-        "customers.Customer", on_delete=models.PROTECT, related_name="usage_records"
+        "customers.Customer",
+        on_delete=models.PROTECT,
+        related_name="usage_records",
+        db_index=False,
     )
     api_key = models.ForeignKey(
-        "customers.ApiKey", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "customers.ApiKey",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
-    tool = models.ForeignKey(Tool, on_delete=models.PROTECT, related_name="usage_records")
+    tool = models.ForeignKey(
+        Tool, on_delete=models.PROTECT, related_name="usage_records", db_index=False
+    )
     price = models.ForeignKey(
-        ToolPrice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        ToolPrice, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     plan = models.ForeignKey(
-        Plan, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Plan, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     path = models.CharField(max_length=16, choices=PaymentPath.choices)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
@@ -463,6 +489,12 @@ class UsageRecord(models.Model):
         indexes = [
             models.Index(fields=["customer", "-created_at"], name="usage_customer_recent"),
             models.Index(fields=["tool", "-created_at"], name="usage_tool_recent"),
+            # A repeated idempotency key finds the call it charged (call_replay).
+            models.Index(
+                fields=["customer", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="usage_idempotency",
+            ),
         ]
 
     def __str__(self) -> str:

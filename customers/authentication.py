@@ -2,10 +2,13 @@
 
 API keys are found by their public prefix and checked by comparing SHA-256
 digests in constant time. Lookups are cached (``API_KEY_CACHE_TTL_S``, at most
-60 s, so a revoked key stops working within a minute; ``credentials_forget``
-makes it immediate), and customers with their plan for ``CUSTOMER_CACHE_TTL_S``,
-so an authenticated call costs no query. Expiry and revocation times are
-compared with the clock on every call.
+60 s including the process's own copy below, so a revoked key stops working
+within a minute; ``credentials_forget`` makes it immediate), and customers with
+their plan for ``CUSTOMER_CACHE_TTL_S``, so an authenticated call costs no
+query. On top, each process keeps the principals of the last
+``RECENT_PRINCIPAL_TTL_S`` seconds in memory (``principal_recent``), so the
+gateway can skip even the shared cache on the event loop. Expiry and
+revocation times are compared with the clock on every call.
 
 A JWT is accepted when ``JWT_ISSUER`` and a key are configured: HS256 with
 ``JWT_HS256_SECRET`` or RS256 with ``JWT_RS256_PUBLIC_KEY``, nothing else
@@ -15,6 +18,9 @@ A JWT is accepted when ``JWT_ISSUER`` and a key are configured: HS256 with
 
 from __future__ import annotations
 
+import copy
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,7 +34,9 @@ from customers.services import KEY_PREFIX, api_key_matches, api_key_prefix_of
 from mcpbilling.errors import ApplicationError
 
 ALLOWED_JWT_ALGORITHMS = ("HS256", "RS256")
-MAX_KEY_CACHE_TTL_S = 60
+MAX_KEY_CACHE_TTL_S = 60  # the shared cache and the process's own copy together
+RECENT_PRINCIPAL_TTL_S = 2.0
+_RECENT_KEPT = 10_000
 _MISSING = "missing"  # cached for a prefix or subject that names nothing
 
 
@@ -64,11 +72,60 @@ def authenticate(*, token: str, now: datetime | None = None) -> Principal:
     token = token.strip()
     if token.startswith(KEY_PREFIX):
         api_key = _api_key_valid(token, now)
-        customer = _customer_active(api_key.customer_id)
-        return Principal(customer=customer, api_key=api_key)
-    if token.count(".") == 2:
+        principal = Principal(customer=_customer_active(api_key.customer_id), api_key=api_key)
+    elif token.count(".") == 2:
+        # A JWT's own expiry is checked by decoding it, so it is not kept in memory.
         return Principal(customer=_customer_active(_jwt_customer_id(token)), api_key=None)
-    raise _refused("The token is neither an API key nor a JWT.")
+    else:
+        raise _refused("The token is neither an API key nor a JWT.")
+    _recent.put(token, principal)
+    return principal
+
+
+class _RecentPrincipals:
+    """API-key principals this process authenticated in the last few seconds, by token."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, token: str, principal: Principal) -> None:
+        with self._lock:
+            if len(self._entries) >= _RECENT_KEPT:
+                self._entries.clear()
+            self._entries[token] = (time.monotonic() + RECENT_PRINCIPAL_TTL_S, principal)
+
+    def get(self, token: str) -> Principal | None:
+        entry = self._entries.get(token)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        return entry[1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_recent = _RecentPrincipals()
+
+
+def principal_recent(*, token: str, now: datetime | None = None) -> Principal | None:
+    """The principal of an API key authenticated here moments ago, with no I/O; else None.
+
+    None also when the key has since expired or been revoked: ``authenticate``
+    then gives the reason. Safe on the event loop.
+    """
+    principal = _recent.get(token.strip())
+    if principal is None:
+        return None
+    now = now or timezone.now()
+    api_key = principal.api_key
+    if any(
+        moment is not None and moment <= now for moment in (api_key.revoked_at, api_key.expires_at)
+    ):
+        return None
+    # The caller may change its customer (a period rolled forward): give it its own.
+    return Principal(customer=copy.copy(principal.customer), api_key=api_key)
 
 
 # --- API keys ---------------------------------------------------------------
@@ -79,7 +136,7 @@ def _key_cache_key(prefix: str) -> str:
 
 
 def _key_ttl() -> int:
-    return min(settings.API_KEY_CACHE_TTL_S, MAX_KEY_CACHE_TTL_S)
+    return min(settings.API_KEY_CACHE_TTL_S, int(MAX_KEY_CACHE_TTL_S - RECENT_PRINCIPAL_TTL_S))
 
 
 def _api_key_valid(raw_key: str, now: datetime) -> ApiKey:
@@ -126,7 +183,11 @@ def _customer_active(customer_id: int) -> Customer:
 
 
 def credentials_forget(*, prefix: str | None = None, customer_id: int | None = None) -> None:
-    """Drop cached lookups now (a key revoked, a customer changed) instead of at expiry."""
+    """Drop cached lookups now (a key revoked, a customer changed) instead of at expiry.
+
+    Other processes drop their own copies of principals within ``RECENT_PRINCIPAL_TTL_S``.
+    """
+    _recent.clear()
     if prefix is not None:
         cache.delete(_key_cache_key(prefix))
     if customer_id is not None:

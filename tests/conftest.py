@@ -33,7 +33,10 @@ def on_redis():
 def _clear_cache():
     from django.core.cache import cache
 
+    from customers.authentication import credentials_forget
+
     cache.clear()
+    credentials_forget()  # and the principals this process keeps
     yield
 
 

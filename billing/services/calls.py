@@ -11,6 +11,12 @@ concurrent calls cannot both pass a limit only one fits under. Lock order, in
 every path: tool counter, period counter, account, budget counters, and the
 hold last (authorise inserts it, settling marks it settled), so concurrent
 calls of one customer cannot deadlock.
+
+Each phase's statements are queued in a batch (``billing.rows``) and their
+outcomes read once the last one is queued, so on PostgreSQL the common call
+costs two transactions of one round trip each plus their BEGIN and COMMIT. The
+price is confirmed in the same round trip: the call expects the version this
+process last saw active and starts again if a newer one came in meanwhile.
 """
 
 from __future__ import annotations
@@ -38,10 +44,18 @@ from billing.models import (
     ToolPeriodCounter,
     UsageRecord,
 )
-from billing.rows import row_insert, rows_update
+from billing.rows import (
+    Result,
+    batch,
+    commit_unflushed,
+    db_value,
+    execute,
+    row_insert,
+    row_insert_queued,
+)
 from billing.selectors import credit_balance
 from billing.services.ledger import debit_record, held_credits_take
-from billing.services.pricing import Quote, price_at_position, tool_price_active, tool_quote
+from billing.services.pricing import Quote, price_at_position, tool_price_expect, tool_quote
 from customers.models import ApiKey, Customer
 from customers.services import customer_period_current, customer_plan_change
 from mcpbilling.errors import ApplicationError
@@ -143,19 +157,37 @@ def _release_budgets(hold: Hold) -> None:
 # --- authorise ----------------------------------------------------------------
 
 
-def _reserve_credits(customer: Customer, credits: int) -> None:
-    reserved = rows_update(
+class _Checks(list):
+    """Conditional writes queued in the batch, each with the refusal it gives on no row changed.
+
+    Checked in order once the statements that follow them are queued too; a
+    refusal raised then rolls all of them back.
+    """
+
+    def verify(self) -> None:
+        for result, error in self:
+            if not result.rowcount:
+                raise error
+        self.clear()
+
+
+def _reserve_credits(customer: Customer, credits: int, checks: _Checks) -> None:
+    reserved = execute(
         f"UPDATE {CreditAccount._meta.db_table} SET held_credits = held_credits + %s "  # noqa: S608
         "WHERE customer_id = %s AND balance_credits >= held_credits + %s",
         [credits, customer.pk, credits],
     )
-    if not reserved:
-        raise refusal(
-            "insufficient_credits",
-            f"This call costs {credits} credits and the balance does not cover it.",
-            action=BUY_CREDITS,
-            credits_required=credits,
+    checks.append(
+        (
+            reserved,
+            refusal(
+                "insufficient_credits",
+                f"This call costs {credits} credits and the balance does not cover it.",
+                action=BUY_CREDITS,
+                credits_required=credits,
+            ),
         )
+    )
 
 
 def _reserve_exposure(customer: Customer, plan: Plan, amount: int) -> int:
@@ -193,8 +225,11 @@ def _require_subscription(customer: Customer, plan: Plan) -> None:
         )
 
 
-def _choose_path(customer: Customer, plan: Plan, quote: Quote) -> tuple[str, int]:
-    """Decide how the call is paid under ``plan`` and reserve it; returns (path, exposure)."""
+def _choose_path(customer: Customer, plan: Plan, quote: Quote, checks: _Checks) -> tuple[str, int]:
+    """Decide how the call is paid under ``plan`` and reserve it; returns (path, exposure).
+
+    A reservation whose outcome is read later is added to ``checks``.
+    """
     model = plan.billing_model
     if model == BillingModel.CREDITS:
         if quote.credits is None:
@@ -203,7 +238,7 @@ def _choose_path(customer: Customer, plan: Plan, quote: Quote) -> tuple[str, int
                 f"{quote.tool.name} cannot be paid with credits.",
                 action=SUBSCRIBE,
             )
-        _reserve_credits(customer, quote.credits)
+        _reserve_credits(customer, quote.credits, checks)
         return PaymentPath.CREDITS, 0
     if model == BillingModel.PER_CALL:
         if not customer.has_payment_method:
@@ -301,12 +336,16 @@ def call_authorize(
             "forbidden_tool", f"This API key may not call {tool.name!r}.", status=403
         )
     customer = customer_period_current(customer=customer, now=now)
-    price = None if tool.is_free else tool_price_active(tool=tool)
-    if not tool.is_free and price is None:
-        raise ApplicationError("tool_not_priced", f"Tool {tool.name!r} has no price.", status=404)
     try:
-        with transaction.atomic():
-            return _authorize(customer, plan, tool, price, api_key, idempotency_key, now)
+        for _ in range(_PRICE_ATTEMPTS):
+            try:
+                with transaction.atomic(), batch():
+                    return _authorize_priced(customer, plan, tool, api_key, idempotency_key, now)
+            except _PriceChanged:
+                continue
+        raise ApplicationError(
+            "price_conflict", f"The price of {tool.name!r} keeps changing; retry.", status=409
+        )
     except IntegrityError as exc:
         if (
             idempotency_key
@@ -326,6 +365,34 @@ def call_authorize(
         raise
 
 
+_PRICE_ATTEMPTS = 3
+
+
+class _PriceChanged(Exception):
+    """Raised inside an authorise transaction to roll it back: a new price version came in."""
+
+
+def _authorize_priced(customer, plan, tool, api_key, idempotency_key, now) -> Hold:
+    """Authorise at the price this process last saw, confirmed in the same round trip."""
+    commit_unflushed()  # a hold needs no flush to disk of its own (ADR 0006)
+    if tool.is_free:
+        return _authorize(customer, plan, tool, None, api_key, idempotency_key, now)
+    check = tool_price_expect(tool=tool)
+    if check.expected is None:
+        if not check.holds():
+            raise _PriceChanged
+        raise ApplicationError("tool_not_priced", f"Tool {tool.name!r} has no price.", status=404)
+    try:
+        hold = _authorize(customer, plan, tool, check.expected, api_key, idempotency_key, now)
+    except ApplicationError:  # a refusal counts only if it was made at the active price
+        if not check.holds():
+            raise _PriceChanged from None
+        raise
+    if not check.holds():
+        raise _PriceChanged
+    return hold
+
+
 def _authorize(customer, plan, tool, price, api_key, idempotency_key, now) -> Hold:
     counted_tool = False
     if price is None:
@@ -338,11 +405,12 @@ def _authorize(customer, plan, tool, price, api_key, idempotency_key, now) -> Ho
     else:
         quote = Quote(tool, price, price.unit_amount_microcents, price.credits, price.currency)
 
+    checks = _Checks()
     if tool.is_free:
         path, exposure = PaymentPath.FREE_TOOL, 0
     else:
         try:
-            path, exposure = _choose_path(customer, plan, quote)
+            path, exposure = _choose_path(customer, plan, quote, checks)
         except ApplicationError as exc:
             if (
                 exc.code != "free_tier_exhausted"
@@ -353,7 +421,7 @@ def _authorize(customer, plan, tool, price, api_key, idempotency_key, now) -> Ho
                 raise
             # Freemium that upgrades: the customer moves to the paid plan, the call goes on.
             plan = customer_plan_change(customer=customer, plan=plan.upgrade_plan).plan
-            path, exposure = _choose_path(customer, plan, quote)
+            path, exposure = _choose_path(customer, plan, quote, checks)
 
     charged_amount = (
         quote.unit_amount_microcents
@@ -366,7 +434,11 @@ def _authorize(customer, plan, tool, price, api_key, idempotency_key, now) -> Ho
         else 0
     )
     budget_customer = budget_key = False
-    if charged_amount:
+    if charged_amount and (
+        _customer_budget(customer) is not None
+        or (api_key is not None and api_key.daily_budget_microcents is not None)
+    ):
+        checks.verify()  # a refused reservation answers before a budget does
         budget_customer, budget_key = _reserve_budgets(
             customer=customer, api_key=api_key, amount=charged_amount, day=now.date()
         )
@@ -389,7 +461,9 @@ def _authorize(customer, plan, tool, price, api_key, idempotency_key, now) -> Ho
         idempotency_key=idempotency_key,
         expires_at=now + timedelta(seconds=settings.BILLING_HOLD_TTL_S),
     )
-    return row_insert(hold)
+    row_insert(hold)
+    checks.verify()
+    return hold
 
 
 # --- settle -------------------------------------------------------------------
@@ -399,15 +473,41 @@ class _AlreadySettled(Exception):
     """Raised inside a settle transaction to roll it back: another settle won."""
 
 
-def _hold_finish(hold: Hold, status: str, now: datetime) -> None:
-    """Mark a held hold settled, last in the transaction (see the lock order above)."""
-    if not rows_update(
+@dataclass(frozen=True)
+class _Finish:
+    """A queued change of a hold from held to settled; ``confirm`` once the batch is sent."""
+
+    hold: Hold
+    status: str
+    now: datetime
+    result: Result
+
+    def confirm(self) -> None:
+        """Raise _AlreadySettled when another settle changed the hold first."""
+        if not self.result.rowcount:
+            raise _AlreadySettled
+        self.hold.status, self.hold.settled_at = self.status, self.now
+
+
+def _hold_finish(hold: Hold, status: str, now: datetime) -> _Finish:
+    """Mark a held hold settled, last in the transaction (see the lock order above).
+
+    The hold is named by id, customer and creation time: an authorisation lost
+    in a database crash (ADR 0006) may see its id given to another hold.
+    """
+    result = execute(
         f"UPDATE {Hold._meta.db_table} SET status = %s, settled_at = %s "  # noqa: S608
-        "WHERE id = %s AND status = %s",
-        [status, now, hold.pk, Hold.Status.HELD],
-    ):
-        raise _AlreadySettled
-    hold.status, hold.settled_at = status, now
+        "WHERE id = %s AND customer_id = %s AND created_at = %s AND status = %s",
+        [
+            status,
+            db_value(Hold, "settled_at", now),
+            hold.pk,
+            hold.customer_id,
+            db_value(Hold, "created_at", hold.created_at),
+            Hold.Status.HELD,
+        ],
+    )
+    return _Finish(hold, status, now, result)
 
 
 def _usage_write(
@@ -432,16 +532,26 @@ def _usage_write(
         response=response if charged and hold.idempotency_key else None,
         period_start=hold.period_start,
     )
-    return row_insert(usage)
+    return row_insert_queued(usage)
 
 
 def _balance(hold: Hold) -> int | None:
     return credit_balance(customer_id=hold.customer_id, plan=hold.plan)
 
 
-def _settled(hold_id: int) -> Settlement:
-    hold = Hold.objects.select_related("plan", "usage").get(pk=hold_id)
-    return Settlement(usage=hold.usage, balance_credits=_balance(hold))
+def _settled(hold: Hold) -> Settlement:
+    """What settled ``hold`` earlier, or ``hold_lost`` when no such hold exists (ADR 0006)."""
+    settled = (
+        Hold.objects.select_related("plan", "usage")
+        .filter(pk=hold.pk, customer_id=hold.customer_id, created_at=hold.created_at)
+        .exclude(status=Hold.Status.HELD)
+        .first()
+    )
+    if settled is None:
+        raise ApplicationError(
+            "hold_lost", "The authorisation of this call was lost; it is not charged.", status=409
+        )
+    return Settlement(usage=settled.usage, balance_credits=_balance(settled))
 
 
 def _settle(hold: Hold | int, settle) -> Settlement:
@@ -453,11 +563,14 @@ def _settle(hold: Hold | int, settle) -> Settlement:
         hold = Hold.objects.select_related("plan", "price", "tool").get(pk=hold)
     if hold.status == Hold.Status.HELD:
         try:
-            with transaction.atomic():
+            with transaction.atomic(), batch():
                 return settle(hold)
         except _AlreadySettled:
             pass
-    return _settled(hold.pk)
+        except IntegrityError:  # the usage row of a hold another settle has just written
+            if Hold.objects.filter(pk=hold.pk, status=Hold.Status.HELD).exists():
+                raise
+    return _settled(hold)
 
 
 def call_capture(
@@ -483,22 +596,25 @@ def call_capture(
             return _release(hold, outcome=outcome, duration_ms=duration_ms, now=now)
         balance = None
         if hold.path == PaymentPath.CREDITS and hold.credits:
-            taken = held_credits_take(customer_id=hold.customer_id, credits=hold.credits)
-            if taken is None:  # held credits always cover a held hold: this one was settled
-                raise _AlreadySettled
-            account_id, balance = taken
-            _hold_finish(hold, Hold.Status.CAPTURED, now)
+            # Five statements, one round trip: their results are read once all are queued.
+            account = held_credits_take(customer_id=hold.customer_id, credits=hold.credits)
+            finished = _hold_finish(hold, Hold.Status.CAPTURED, now)
             usage = _usage_write(
                 hold, charged=True, outcome=outcome, duration_ms=duration_ms, response=response
             )
-            debit_record(
-                account_id=account_id,
+            debit = debit_record(
+                customer_id=hold.customer_id,
                 credits=hold.credits,
-                balance_after=balance,
                 idempotency_key=f"call:{hold.pk}",
                 description=f"Call of {hold.tool.name}",
                 usage=usage,
             )
+            taken = account.row()
+            if taken is None:  # held credits always cover a held hold: this one was settled
+                raise _AlreadySettled
+            finished.confirm()
+            account_id, balance = taken
+            debit.lots_settle(account_id=account_id)
             return Settlement(usage=usage, balance_credits=balance)
         if hold.path in (PaymentPath.PAYG, PaymentPath.METERED):
             accrued = hold.amount_microcents if hold.path == PaymentPath.PAYG else 0
@@ -506,10 +622,11 @@ def call_capture(
                 held_microcents=F("held_microcents") - hold.exposure_microcents,
                 unbilled_microcents=F("unbilled_microcents") + accrued,
             )
-        _hold_finish(hold, Hold.Status.CAPTURED, now)
+        finished = _hold_finish(hold, Hold.Status.CAPTURED, now)
         usage = _usage_write(
             hold, charged=True, outcome=outcome, duration_ms=duration_ms, response=response
         )
+        finished.confirm()
         if hold.path == PaymentPath.METERED:
             _meter_event_enqueue(hold, usage, now)
         elif hold.plan is not None and hold.plan.billing_model == BillingModel.CREDITS:
@@ -556,10 +673,11 @@ def _release(
             held_microcents=F("held_microcents") - hold.exposure_microcents,
         )
     _release_budgets(hold)
-    _hold_finish(hold, status, now)
+    finished = _hold_finish(hold, status, now)
     usage = _usage_write(
         hold, charged=False, outcome=outcome, duration_ms=duration_ms, response=None
     )
+    finished.confirm()
     return Settlement(usage=usage, balance_credits=_balance(hold))
 
 

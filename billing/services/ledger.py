@@ -8,14 +8,16 @@ Invariants: balance = sum of entries = sum of the lots' remaining credits;
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Field
 from django.utils import timezone
 
 from billing.models import CreditAccount, CreditLot, LedgerEntry, UsageRecord
-from billing.rows import row_insert, rows_update
+from billing.rows import Result, db_value, execute, field_values, row_insert
 from mcpbilling.errors import ApplicationError
 
 Kind = LedgerEntry.Kind
@@ -78,75 +80,106 @@ def _entry_write(
     )
 
 
-def lots_consume(*, account_id: int, credits: int) -> None:
-    """Take ``credits`` from the account's lots, those expiring first first.
+_ACCOUNTS = CreditAccount._meta.db_table
+_LOTS = CreditLot._meta.db_table
 
-    The caller holds the account's row lock. The common case (the first lot
-    covers it) is one UPDATE; otherwise the lots are walked in order.
+
+@cache
+def _debit_entry_sql() -> tuple[str, tuple[Field, ...]]:
+    """INSERT ... SELECT of a debit's entry, reading the account id and balance in the statement.
+
+    Run after the account's UPDATE in the same transaction, so the balance is the one after it.
     """
-    lots = CreditLot._meta.db_table
-    if rows_update(
-        f"UPDATE {lots} SET remaining_credits = remaining_credits - %s "  # noqa: S608
-        f"WHERE id = (SELECT id FROM {lots} WHERE account_id = %s AND remaining_credits > 0 "
-        "ORDER BY expires_at ASC NULLS LAST, id ASC LIMIT 1) AND remaining_credits >= %s",
-        [credits, account_id, credits],
-    ):
-        return
-    open_lots = CreditLot.objects.filter(account_id=account_id, remaining_credits__gt=0).order_by(
-        F("expires_at").asc(nulls_last=True), "id"
+    fields = tuple(
+        f
+        for f in LedgerEntry._meta.concrete_fields
+        if not f.primary_key and f.column not in ("account_id", "balance_after_credits")
     )
-    remaining = credits
-    for lot in open_lots:
-        take = min(lot.remaining_credits, remaining)
-        CreditLot.objects.filter(pk=lot.pk).update(remaining_credits=F("remaining_credits") - take)
-        remaining -= take
-        if not remaining:
-            return
-    raise ApplicationError(
-        "ledger_inconsistent", "The lots hold less than the balance.", status=500
+    quote = connection.ops.quote_name
+    # Names come from the models, never from input; values are parameters.
+    sql = (
+        f"INSERT INTO {quote(LedgerEntry._meta.db_table)} "  # noqa: S608
+        f"({', '.join(quote(f.column) for f in fields)}, account_id, balance_after_credits) "
+        f"SELECT {', '.join(['%s'] * len(fields))}, id, balance_credits "
+        f"FROM {_ACCOUNTS} WHERE customer_id = %s"
     )
+    return sql, fields
 
 
-def held_credits_take(*, customer_id: int, credits: int) -> tuple[int, int] | None:
-    """Turn ``credits`` a hold reserved into spent ones; returns (account id, balance after).
+def held_credits_take(*, customer_id: int, credits: int) -> Result:
+    """Turn ``credits`` a hold reserved into spent ones (queued in the caller's batch).
 
-    None when fewer credits are held than that: the hold is no longer held.
     One ``UPDATE ... RETURNING`` takes the account's row lock and moves both
-    cached balances; the caller then records the debit with ``debit_record``.
+    cached balances; its row is (account id, balance after), and there is none
+    when fewer credits are held than that: the hold is no longer held. The
+    caller then records the debit with ``debit_record``.
     """
-    table = CreditAccount._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET balance_credits = balance_credits - %s, "  # noqa: S608
-            "held_credits = held_credits - %s, updated_at = %s "
-            "WHERE customer_id = %s AND held_credits >= %s RETURNING id, balance_credits",
-            [credits, credits, timezone.now(), customer_id, credits],
+    return execute(
+        f"UPDATE {_ACCOUNTS} SET balance_credits = balance_credits - %s, "  # noqa: S608
+        "held_credits = held_credits - %s, updated_at = %s "
+        "WHERE customer_id = %s AND held_credits >= %s RETURNING id, balance_credits",
+        [
+            credits,
+            credits,
+            db_value(CreditAccount, "updated_at", timezone.now()),
+            customer_id,
+            credits,
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class Debit:
+    """A debit's queued entry and lot statements; ``lots_settle`` finishes the lots."""
+
+    credits: int
+    first_lot: Result  # one row changed when the lot expiring first covered the debit
+
+    def lots_settle(self, *, account_id: int) -> None:
+        """Walk the lots in order when the first one could not cover the debit alone."""
+        if self.first_lot.rowcount:
+            return
+        remaining = self.credits
+        for lot in CreditLot.objects.filter(
+            account_id=account_id, remaining_credits__gt=0
+        ).order_by(F("expires_at").asc(nulls_last=True), "id"):
+            take = min(lot.remaining_credits, remaining)
+            CreditLot.objects.filter(pk=lot.pk).update(
+                remaining_credits=F("remaining_credits") - take
+            )
+            remaining -= take
+            if not remaining:
+                return
+        raise ApplicationError(
+            "ledger_inconsistent", "The lots hold less than the balance.", status=500
         )
-        row = cursor.fetchone()
-    return None if row is None else (row[0], row[1])
 
 
 def debit_record(
-    *,
-    account_id: int,
-    credits: int,
-    balance_after: int,
-    idempotency_key: str,
-    description: str,
-    usage: UsageRecord,
-) -> LedgerEntry:
-    """The ledger entry and lot changes of credits taken by ``held_credits_take``."""
-    entry = _entry_write(
-        account_id=account_id,
+    *, customer_id: int, credits: int, idempotency_key: str, description: str, usage: UsageRecord
+) -> Debit:
+    """The ledger entry and lot change of credits taken by ``held_credits_take``, queued.
+
+    The caller holds the account's row lock; it calls ``Debit.lots_settle``
+    once the account's id is known.
+    """
+    entry = LedgerEntry(
         kind=Kind.DEBIT,
         amount_credits=-credits,
-        balance_after=balance_after,
         idempotency_key=idempotency_key,
-        description=description,
+        description=description[:255],
         usage=usage,
     )
-    lots_consume(account_id=account_id, credits=credits)
-    return entry
+    sql, fields = _debit_entry_sql()
+    execute(sql, [*field_values(entry, fields), customer_id])
+    first_lot = execute(
+        f"UPDATE {_LOTS} SET remaining_credits = remaining_credits - %s "  # noqa: S608
+        f"WHERE id = (SELECT id FROM {_LOTS} WHERE account_id = "
+        f"(SELECT id FROM {_ACCOUNTS} WHERE customer_id = %s) AND remaining_credits > 0 "
+        "ORDER BY expires_at ASC NULLS LAST, id ASC LIMIT 1) AND remaining_credits >= %s",
+        [credits, customer_id, credits],
+    )
+    return Debit(credits=credits, first_lot=first_lot)
 
 
 def _existing(idempotency_key: str, *, account: CreditAccount, amount: int) -> LedgerEntry | None:

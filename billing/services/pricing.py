@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from billing.models import MICROCENTS_PER_CENT, Tool, ToolPeriodCounter, ToolPrice
+from billing.rows import Result, execute
 from mcpbilling.errors import ApplicationError
 
 
@@ -105,27 +106,67 @@ def tool_price_set(
 # given to another row.
 _versions: dict[tuple, ToolPrice] = {}
 _VERSIONS_KEPT = 10_000
+# The key of the version last seen active, per tool id: what a call expects to find.
+_last_active: dict[int, tuple] = {}
 
 
-def tool_price_active(*, tool: Tool) -> ToolPrice | None:
-    """The tool's current price: its newest version (one indexed read of its id)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id, created_at FROM {ToolPrice._meta.db_table} "  # noqa: S608
-            "WHERE tool_id = %s ORDER BY version DESC LIMIT 1",
-            [tool.pk],
-        )
-        row = cursor.fetchone()
-    if row is None:
+def _active_read(tool: Tool) -> Result:
+    """The active version's key (id, created_at): the newest version, one indexed read."""
+    return execute(
+        f"SELECT id, created_at FROM {ToolPrice._meta.db_table} "  # noqa: S608
+        "WHERE tool_id = %s ORDER BY version DESC LIMIT 1",
+        [tool.pk],
+    )
+
+
+def _version(key: tuple | None) -> ToolPrice | None:
+    if key is None:
         return None
-    key = tuple(row)
     price = _versions.get(key)
     if price is None:
-        price = ToolPrice.objects.get(pk=row[0])
+        price = ToolPrice.objects.get(pk=key[0])
         if len(_versions) >= _VERSIONS_KEPT:
             _versions.clear()
         _versions[key] = price
     return price
+
+
+def tool_price_active(*, tool: Tool) -> ToolPrice | None:
+    """The tool's current price: its newest version."""
+    row = _active_read(tool).row()
+    key = tuple(row) if row is not None else None
+    _last_active[tool.pk] = key
+    return _version(key)
+
+
+@dataclass(frozen=True)
+class PriceCheck:
+    """The version a call expects to be active, and the queued read that tells."""
+
+    tool: Tool
+    expected_key: tuple | None  # as the active version's read returns it
+    expected: ToolPrice | None
+    active: Result
+
+    def holds(self) -> bool:
+        """Whether the expected version is still the active one (read once, after the batch)."""
+        row = self.active.row()
+        key = tuple(row) if row is not None else None
+        _last_active[self.tool.pk] = key
+        return key == self.expected_key
+
+
+def tool_price_expect(*, tool: Tool) -> PriceCheck:
+    """The tool's price as last seen active in this process, checked in the caller's batch.
+
+    Costs no round trip of its own when the caller's transaction sends a batch
+    anyway; the caller checks ``holds()`` before committing and retries with
+    ``tool_price_active`` when the price has changed meanwhile.
+    """
+    if tool.pk not in _last_active:
+        tool_price_active(tool=tool)
+    key = _last_active[tool.pk]
+    return PriceCheck(tool, key, _version(key), _active_read(tool))
 
 
 def price_at_position(price: ToolPrice, position: int) -> tuple[int, int | None, int | None]:

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from billing.services.pricing import tool_quote
-from customers.authentication import Principal, authenticate
+from customers.authentication import Principal, authenticate, principal_recent
 from mcpbilling.errors import ApplicationError
 from mcpbilling.gateway.billing import IDEMPOTENCY_META_KEY, billed_call
 from mcpbilling.gateway.catalog import InvalidArguments, catalog
@@ -156,7 +156,9 @@ class GatewayApp:
             await unauthorized_response(None)(scope, receive, send)
             return
         try:
-            scope[PRINCIPAL_SCOPE_KEY] = await run_db(authenticate, token=token)
+            scope[PRINCIPAL_SCOPE_KEY] = principal_recent(token=token) or await run_db(
+                authenticate, token=token
+            )
         except ApplicationError as exc:
             await unauthorized_response(exc)(scope, receive, send)
             return

@@ -215,6 +215,15 @@ class TestVolumeTiers:
         assert (before.price.version, after.price.version) == (1, 2)
         assert after.price == new and after.credits == 5
 
+    def test_a_refusal_at_a_price_replaced_meanwhile_is_not_given(self):
+        owner, tool = funded(2), priced_tool(credits=5)
+        assert refused(owner, tool).code == "insufficient_credits"  # the 5-credit version is known
+        tool_price_set(
+            tool=tool, unit_amount_microcents=CENT, credits=1
+        )  # as another process would
+        usage = call(owner, tool).usage
+        assert (usage.credits, usage.price.version) == (1, 2)
+
 
 class TestFreemium:
     @pytest.fixture

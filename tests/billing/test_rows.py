@@ -1,14 +1,16 @@
-"""The hot path's row writer stores exactly what ``save()`` stores."""
+"""The hot path's statements: rows stored as ``save()`` stores them, batches sent together."""
 
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.forms.models import model_to_dict
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from billing.models import Hold, LedgerEntry, PaymentPath, UsageRecord
-from billing.rows import row_insert
+from billing.models import CreditAccount, Hold, LedgerEntry, PaymentPath, UsageRecord
+from billing.rows import batch, execute, row_insert
+from billing.services.ledger import credit_grant
 from billing.services.pricing import tool_price_active, tool_price_set
 from tests.factories import customer, priced_tool
 
@@ -89,3 +91,31 @@ def test_a_new_price_version_applies_to_the_next_read():
 
     current = tool_price_active(tool=tool)
     assert (current.version, current.unit_amount_microcents) == (first.version + 1, 7_000_000)
+
+
+def test_a_batch_sends_queued_statements_together_and_before_any_orm_statement():
+    owner = customer()
+    credit_grant(customer_id=owner.pk, credits=10, idempotency_key="grant")
+    table = CreditAccount._meta.db_table
+    hold_more = f"UPDATE {table} SET held_credits = held_credits + %s WHERE customer_id = %s"
+    with transaction.atomic(), batch(), CaptureQueriesContext(connection) as sent:
+        raised = execute(hold_more, [3, owner.pk])
+        missed = execute(hold_more, [1, -1])
+        returned = execute(hold_more + " RETURNING held_credits", [1, owner.pk])
+        assert returned.row() == (4,)
+        assert (raised.rowcount, missed.rowcount) == (1, 0)
+        queued_at_once = len(sent.captured_queries)
+        execute(hold_more, [2, owner.pk])
+        # The ORM sees the queued statement: it is sent first.
+        assert CreditAccount.objects.get(customer=owner).held_credits == 6
+    assert queued_at_once == (1 if connection.vendor == "postgresql" else 3)
+
+
+def test_a_failed_statement_in_a_batch_raises_and_its_transaction_writes_nothing():
+    owner, tool = customer(), priced_tool("echo")
+    row_insert(_hold(owner, tool, idempotency_key="same"))
+    table = CreditAccount._meta.db_table
+    with pytest.raises(IntegrityError), transaction.atomic(), batch():
+        execute(f"UPDATE {table} SET held_credits = 0 WHERE customer_id = %s", [owner.pk])
+        row_insert(_hold(owner, tool, idempotency_key="same"))
+    assert Hold.objects.filter(idempotency_key="same").count() == 1

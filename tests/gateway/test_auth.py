@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.utils import timezone
 
-from customers.authentication import authenticate, credentials_forget
+from customers.authentication import authenticate, credentials_forget, principal_recent
 from customers.models import Customer
 from customers.services import api_key_revoke
 from mcpbilling.errors import ApplicationError
@@ -160,10 +160,34 @@ class TestAuthenticate:
         assert refused.value.status == 401
 
     def test_the_key_cache_lasts_at_most_a_minute(self, settings):
-        from customers.authentication import _key_ttl
+        from customers.authentication import RECENT_PRINCIPAL_TTL_S, _key_ttl
 
         settings.API_KEY_CACHE_TTL_S = 3600
-        assert _key_ttl() == 60
+        assert _key_ttl() + RECENT_PRINCIPAL_TTL_S <= 60
+
+    def test_a_recent_principal_costs_no_query_and_is_the_callers_own(
+        self, django_assert_num_queries
+    ):
+        issued = api_key(customer())
+        first = authenticate(token=issued.secret)
+        with django_assert_num_queries(0):
+            again = principal_recent(token=issued.secret)
+        assert again.customer.pk == first.customer.pk and again.api_key.pk == issued.api_key.pk
+        again.customer.period_start = timezone.now() + timedelta(days=3)
+        assert principal_recent(token=issued.secret).customer.period_start != (
+            again.customer.period_start
+        )
+
+    def test_a_recent_principal_is_not_kept_past_revocation_or_expiry(self):
+        soon = timezone.now() + timedelta(minutes=5)
+        issued = api_key(customer(), expires_at=soon)
+        authenticate(token=issued.secret)
+        assert principal_recent(token=issued.secret, now=soon + timedelta(seconds=1)) is None
+        assert principal_recent(token=issued.secret) is not None
+        api_key_revoke(api_key=issued.api_key)
+        credentials_forget(prefix=issued.api_key.prefix)
+        assert principal_recent(token=issued.secret) is None
+        assert principal_recent(token="mcpb_" + "x" * 40) is None
 
     def test_a_key_expiring_later_is_refused_once_it_expires(self):
         soon = timezone.now() + timedelta(minutes=5)
