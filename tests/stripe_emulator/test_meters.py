@@ -98,8 +98,9 @@ def test_a_retry_with_the_same_idempotency_key_is_not_a_duplicate(client, meter,
             "meter_event_customer_not_found",
         ),
         ({"payload_value": "abc"}, "meter_event_invalid_value"),
-        ({"timestamp": int(time.time()) - 36 * 86400}, "timestamp_too_far_in_past"),
-        ({"timestamp": int(time.time()) + 600}, "timestamp_in_future"),
+        # Seconds from when the test runs (parameters are made when the suite is collected).
+        ({"timestamp_from_now": -36 * 86400}, "timestamp_too_far_in_past"),
+        ({"timestamp_from_now": 600}, "timestamp_in_future"),
     ],
 )
 def test_invalid_events_are_refused_with_stripes_codes(client, meter, customer, params, code):
@@ -108,6 +109,8 @@ def test_invalid_events_are_refused_with_stripes_codes(client, meter, customer, 
         "payload": {"stripe_customer_id": customer.id, "value": params.pop("payload_value", "1")},
         **params,
     }
+    if "timestamp_from_now" in request:
+        request["timestamp"] = int(time.time()) + request.pop("timestamp_from_now")
     with pytest.raises(stripe.InvalidRequestError) as caught:
         client.v1.billing.meter_events.create(request)
     assert (caught.value.http_status, caught.value.code) == (400, code)
