@@ -43,16 +43,18 @@ class Result:
         self._rowcount = cursor.rowcount
         self._rows = cursor.fetchall() if cursor.description else ()
 
-    @property
-    def rowcount(self) -> int:
+    def _wait(self) -> None:
         if self._batch is not None:
             self._batch.send()
+
+    @property
+    def rowcount(self) -> int:
+        self._wait()
         return self._rowcount
 
     def row(self) -> tuple | None:
         """The first row it returned, or None."""
-        if self._batch is not None:
-            self._batch.send()
+        self._wait()
         return self._rows[0] if self._rows else None
 
 
@@ -161,28 +163,16 @@ def field_values(obj: models.Model, fields: tuple[models.Field, ...]) -> list:
     return [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
 
 
-def _inserted(obj: M) -> M:
-    obj._state.adding = False
-    obj._state.db = connection.alias
-    return obj
-
-
 def row_insert(obj: M) -> M:
     """INSERT ``obj`` as ``obj.save()`` would for a new row (``auto_now_add`` included).
 
-    A primary key the database makes is read at once, so this waits for its batch.
+    A primary key the database makes is read at once, so such an insert waits
+    for its batch; one made in Python (a uuid) stays queued.
     """
     sql, fields, db_made_pk = _insert_plan(type(obj))
     result = execute(sql, field_values(obj, fields))
     if db_made_pk:
         obj.pk = result.row()[0]
-    return _inserted(obj)
-
-
-def row_insert_queued(obj: M) -> M:
-    """``row_insert`` for a model whose primary key is made in Python: nothing to wait for."""
-    sql, fields, db_made_pk = _insert_plan(type(obj))
-    if db_made_pk:
-        raise ValueError(f"{type(obj).__name__}'s primary key is made by the database")
-    execute(sql, field_values(obj, fields))
-    return _inserted(obj)
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return obj

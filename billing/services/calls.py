@@ -51,7 +51,6 @@ from billing.rows import (
     db_value,
     execute,
     row_insert,
-    row_insert_queued,
 )
 from billing.selectors import credit_balance
 from billing.services.ledger import debit_record, held_credits_take
@@ -532,7 +531,7 @@ def _usage_write(
         response=response if charged and hold.idempotency_key else None,
         period_start=hold.period_start,
     )
-    return row_insert_queued(usage)
+    return row_insert(usage)
 
 
 def _balance(hold: Hold) -> int | None:

@@ -131,12 +131,17 @@ def _version(key: tuple | None) -> ToolPrice | None:
     return price
 
 
-def tool_price_active(*, tool: Tool) -> ToolPrice | None:
-    """The tool's current price: its newest version."""
-    row = _active_read(tool).row()
+def _active_key(tool: Tool, read: Result) -> tuple | None:
+    """The key ``read`` (an ``_active_read``) returned, remembered as the tool's active one."""
+    row = read.row()
     key = tuple(row) if row is not None else None
     _last_active[tool.pk] = key
-    return _version(key)
+    return key
+
+
+def tool_price_active(*, tool: Tool) -> ToolPrice | None:
+    """The tool's current price: its newest version."""
+    return _version(_active_key(tool, _active_read(tool)))
 
 
 @dataclass(frozen=True)
@@ -150,18 +155,16 @@ class PriceCheck:
 
     def holds(self) -> bool:
         """Whether the expected version is still the active one (read once, after the batch)."""
-        row = self.active.row()
-        key = tuple(row) if row is not None else None
-        _last_active[self.tool.pk] = key
-        return key == self.expected_key
+        return _active_key(self.tool, self.active) == self.expected_key
 
 
 def tool_price_expect(*, tool: Tool) -> PriceCheck:
     """The tool's price as last seen active in this process, checked in the caller's batch.
 
     Costs no round trip of its own when the caller's transaction sends a batch
-    anyway; the caller checks ``holds()`` before committing and retries with
-    ``tool_price_active`` when the price has changed meanwhile.
+    anyway; the caller checks ``holds()`` before committing and, when the price
+    has changed meanwhile, rolls back and asks again (the new version is then
+    the one expected).
     """
     if tool.pk not in _last_active:
         tool_price_active(tool=tool)
