@@ -12,23 +12,24 @@ every path: tool counter, period counter, account, budget counters, and the
 hold last (authorise inserts it, settling marks it settled), so concurrent
 calls of one customer cannot deadlock.
 
-Each phase's statements are queued in a batch (``billing.rows``) and their
-outcomes read once the last one is queued, so on PostgreSQL the common call
-costs two transactions of one round trip each plus their BEGIN and COMMIT. The
-price is confirmed in the same round trip: the call expects the version this
-process last saw active and starts again if a newer one came in meanwhile.
+Each phase is a ``billing.rows.atomic()`` transaction: its statements are
+queued, every condition is a required statement PostgreSQL checks itself, and
+nothing is read before the end, so on PostgreSQL the common call costs two
+round trips in all, each one implicit transaction (ADR 0007). The price is
+confirmed in the same round trip: the call expects the version this process
+last saw active and starts again if a newer one came in meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.db.models import F
-from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 
 from billing.models import (
@@ -44,17 +45,16 @@ from billing.models import (
     ToolPeriodCounter,
     UsageRecord,
 )
-from billing.rows import (
-    Result,
-    batch,
-    commit_unflushed,
-    db_value,
-    execute,
-    row_insert,
-)
+from billing.rows import atomic, commit_unflushed, db_value, execute, row_insert
 from billing.selectors import credit_balance
 from billing.services.ledger import debit_record, held_credits_take
-from billing.services.pricing import Quote, price_at_position, tool_price_expect, tool_quote
+from billing.services.pricing import (
+    PriceChanged,
+    Quote,
+    price_at_position,
+    tool_price_expect,
+    tool_quote,
+)
 from customers.models import ApiKey, Customer
 from customers.services import customer_period_current, customer_plan_change
 from mcpbilling.errors import ApplicationError
@@ -156,36 +156,17 @@ def _release_budgets(hold: Hold) -> None:
 # --- authorise ----------------------------------------------------------------
 
 
-class _Checks(list):
-    """Conditional writes queued in the batch, each with the refusal it gives on no row changed.
-
-    Checked in order once the statements that follow them are queued too; a
-    refusal raised then rolls all of them back.
-    """
-
-    def verify(self) -> None:
-        for result, error in self:
-            if not result.rowcount:
-                raise error
-        self.clear()
-
-
-def _reserve_credits(customer: Customer, credits: int, checks: _Checks) -> None:
-    reserved = execute(
+def _reserve_credits(customer: Customer, credits: int) -> None:
+    execute(
         f"UPDATE {CreditAccount._meta.db_table} SET held_credits = held_credits + %s "  # noqa: S608
-        "WHERE customer_id = %s AND balance_credits >= held_credits + %s",
+        "WHERE customer_id = %s AND balance_credits >= held_credits + %s RETURNING 1",
         [credits, customer.pk, credits],
-    )
-    checks.append(
-        (
-            reserved,
-            refusal(
-                "insufficient_credits",
-                f"This call costs {credits} credits and the balance does not cover it.",
-                action=BUY_CREDITS,
-                credits_required=credits,
-            ),
-        )
+        required=refusal(
+            "insufficient_credits",
+            f"This call costs {credits} credits and the balance does not cover it.",
+            action=BUY_CREDITS,
+            credits_required=credits,
+        ),
     )
 
 
@@ -194,18 +175,18 @@ def _reserve_exposure(customer: Customer, plan: Plan, amount: int) -> int:
     limit = plan.exposure_limit_microcents
     if limit is None:
         return 0
-    reserved = (
-        CreditAccount.objects.filter(customer=customer)
-        .filter(LessThanOrEqual(F("held_microcents") + F("unbilled_microcents") + amount, limit))
-        .update(held_microcents=F("held_microcents") + amount)
-    )
-    if not reserved:
-        raise refusal(
+    execute(
+        f"UPDATE {CreditAccount._meta.db_table} "  # noqa: S608
+        "SET held_microcents = held_microcents + %s WHERE customer_id = %s "
+        "AND held_microcents + unbilled_microcents + %s <= %s RETURNING 1",
+        [amount, customer.pk, amount, limit],
+        required=refusal(
             "budget_exceeded",
             "The amount owed has reached this account's limit; it opens again once paid.",
             action=UPDATE_PAYMENT_METHOD,
             scope="exposure",
-        )
+        ),
+    )
     return amount
 
 
@@ -224,11 +205,8 @@ def _require_subscription(customer: Customer, plan: Plan) -> None:
         )
 
 
-def _choose_path(customer: Customer, plan: Plan, quote: Quote, checks: _Checks) -> tuple[str, int]:
-    """Decide how the call is paid under ``plan`` and reserve it; returns (path, exposure).
-
-    A reservation whose outcome is read later is added to ``checks``.
-    """
+def _choose_path(customer: Customer, plan: Plan, quote: Quote) -> tuple[str, int]:
+    """Decide how the call is paid under ``plan`` and reserve it; returns (path, exposure)."""
     model = plan.billing_model
     if model == BillingModel.CREDITS:
         if quote.credits is None:
@@ -237,7 +215,7 @@ def _choose_path(customer: Customer, plan: Plan, quote: Quote, checks: _Checks) 
                 f"{quote.tool.name} cannot be paid with credits.",
                 action=SUBSCRIBE,
             )
-        _reserve_credits(customer, quote.credits, checks)
+        _reserve_credits(customer, quote.credits)
         return PaymentPath.CREDITS, 0
     if model == BillingModel.PER_CALL:
         if not customer.has_payment_method:
@@ -311,6 +289,9 @@ def call_replay(*, customer: Customer, idempotency_key: str) -> UsageRecord | No
     )
 
 
+_PRICE_ATTEMPTS = 3
+
+
 def call_authorize(
     *,
     customer: Customer,
@@ -336,12 +317,33 @@ def call_authorize(
         )
     customer = customer_period_current(customer=customer, now=now)
     try:
-        for _ in range(_PRICE_ATTEMPTS):
+        for attempt in range(_PRICE_ATTEMPTS):
+            check = None if tool.is_free else tool_price_expect(tool=tool, fresh=attempt > 0)
+            if check is not None and check.expected is None:
+                raise ApplicationError(
+                    "tool_not_priced", f"Tool {tool.name!r} has no price.", status=404
+                )
             try:
-                with transaction.atomic(), batch():
-                    return _authorize_priced(customer, plan, tool, api_key, idempotency_key, now)
-            except _PriceChanged:
+                with atomic():
+                    commit_unflushed()  # a hold needs no flush to disk of its own (ADR 0006)
+                    if check is not None:
+                        check.confirm()  # first: a replaced price rolls back before a refusal
+                    hold = _authorize(
+                        customer,
+                        plan,
+                        tool,
+                        check.expected if check else None,
+                        api_key,
+                        idempotency_key,
+                        now,
+                    )
+                return hold
+            except PriceChanged:
                 continue
+            except ApplicationError:
+                # A refusal counts only if it was made at the active price.
+                if check is None or check.still_active():
+                    raise
         raise ApplicationError(
             "price_conflict", f"The price of {tool.name!r} keeps changing; retry.", status=409
         )
@@ -364,34 +366,6 @@ def call_authorize(
         raise
 
 
-_PRICE_ATTEMPTS = 3
-
-
-class _PriceChanged(Exception):
-    """Raised inside an authorise transaction to roll it back: a new price version came in."""
-
-
-def _authorize_priced(customer, plan, tool, api_key, idempotency_key, now) -> Hold:
-    """Authorise at the price this process last saw, confirmed in the same round trip."""
-    commit_unflushed()  # a hold needs no flush to disk of its own (ADR 0006)
-    if tool.is_free:
-        return _authorize(customer, plan, tool, None, api_key, idempotency_key, now)
-    check = tool_price_expect(tool=tool)
-    if check.expected is None:
-        if not check.holds():
-            raise _PriceChanged
-        raise ApplicationError("tool_not_priced", f"Tool {tool.name!r} has no price.", status=404)
-    try:
-        hold = _authorize(customer, plan, tool, check.expected, api_key, idempotency_key, now)
-    except ApplicationError:  # a refusal counts only if it was made at the active price
-        if not check.holds():
-            raise _PriceChanged from None
-        raise
-    if not check.holds():
-        raise _PriceChanged
-    return hold
-
-
 def _authorize(customer, plan, tool, price, api_key, idempotency_key, now) -> Hold:
     counted_tool = False
     if price is None:
@@ -404,12 +378,11 @@ def _authorize(customer, plan, tool, price, api_key, idempotency_key, now) -> Ho
     else:
         quote = Quote(tool, price, price.unit_amount_microcents, price.credits, price.currency)
 
-    checks = _Checks()
     if tool.is_free:
         path, exposure = PaymentPath.FREE_TOOL, 0
     else:
         try:
-            path, exposure = _choose_path(customer, plan, quote, checks)
+            path, exposure = _choose_path(customer, plan, quote)
         except ApplicationError as exc:
             if (
                 exc.code != "free_tier_exhausted"
@@ -420,7 +393,7 @@ def _authorize(customer, plan, tool, price, api_key, idempotency_key, now) -> Ho
                 raise
             # Freemium that upgrades: the customer moves to the paid plan, the call goes on.
             plan = customer_plan_change(customer=customer, plan=plan.upgrade_plan).plan
-            path, exposure = _choose_path(customer, plan, quote, checks)
+            path, exposure = _choose_path(customer, plan, quote)
 
     charged_amount = (
         quote.unit_amount_microcents
@@ -437,7 +410,6 @@ def _authorize(customer, plan, tool, price, api_key, idempotency_key, now) -> Ho
         _customer_budget(customer) is not None
         or (api_key is not None and api_key.daily_budget_microcents is not None)
     ):
-        checks.verify()  # a refused reservation answers before a budget does
         budget_customer, budget_key = _reserve_budgets(
             customer=customer, api_key=api_key, amount=charged_amount, day=now.date()
         )
@@ -460,9 +432,7 @@ def _authorize(customer, plan, tool, price, api_key, idempotency_key, now) -> Ho
         idempotency_key=idempotency_key,
         expires_at=now + timedelta(seconds=settings.BILLING_HOLD_TTL_S),
     )
-    row_insert(hold)
-    checks.verify()
-    return hold
+    return row_insert(hold)  # its id is set once the batch is sent
 
 
 # --- settle -------------------------------------------------------------------
@@ -472,31 +442,30 @@ class _AlreadySettled(Exception):
     """Raised inside a settle transaction to roll it back: another settle won."""
 
 
-@dataclass(frozen=True)
-class _Finish:
-    """A queued change of a hold from held to settled; ``confirm`` once the batch is sent."""
-
-    hold: Hold
-    status: str
-    now: datetime
-    result: Result
-
-    def confirm(self) -> None:
-        """Raise _AlreadySettled when another settle changed the hold first."""
-        if not self.result.rowcount:
-            raise _AlreadySettled
-        self.hold.status, self.hold.settled_at = self.status, self.now
+# What a settle transaction answers once it has committed.
+_Answer = Callable[[], Settlement]
 
 
-def _hold_finish(hold: Hold, status: str, now: datetime) -> _Finish:
+def _answer(
+    hold: Hold, status: str, now: datetime, usage: UsageRecord, balance: Callable[[], int | None]
+) -> _Answer:
+    def settled() -> Settlement:
+        hold.status, hold.settled_at = status, now
+        return Settlement(usage=usage, balance_credits=balance())
+
+    return settled
+
+
+def _hold_finish(hold: Hold, status: str, now: datetime) -> None:
     """Mark a held hold settled, last in the transaction (see the lock order above).
 
+    Required: a hold another settle changed first raises ``_AlreadySettled``.
     The hold is named by id, customer and creation time: an authorisation lost
     in a database crash (ADR 0006) may see its id given to another hold.
     """
-    result = execute(
+    execute(
         f"UPDATE {Hold._meta.db_table} SET status = %s, settled_at = %s "  # noqa: S608
-        "WHERE id = %s AND customer_id = %s AND created_at = %s AND status = %s",
+        "WHERE id = %s AND customer_id = %s AND created_at = %s AND status = %s RETURNING 1",
         [
             status,
             db_value(Hold, "settled_at", now),
@@ -505,8 +474,8 @@ def _hold_finish(hold: Hold, status: str, now: datetime) -> _Finish:
             db_value(Hold, "created_at", hold.created_at),
             Hold.Status.HELD,
         ],
+        required=_AlreadySettled(),
     )
-    return _Finish(hold, status, now, result)
 
 
 def _usage_write(
@@ -553,7 +522,7 @@ def _settled(hold: Hold) -> Settlement:
     return Settlement(usage=settled.usage, balance_credits=_balance(settled))
 
 
-def _settle(hold: Hold | int, settle) -> Settlement:
+def _settle(hold: Hold | int, settle: Callable[[Hold], _Answer]) -> Settlement:
     """Run ``settle(hold)`` in one transaction, or return the settlement another call made.
 
     ``hold`` is the Hold ``call_authorize`` returned (saving a read) or its id.
@@ -562,8 +531,9 @@ def _settle(hold: Hold | int, settle) -> Settlement:
         hold = Hold.objects.select_related("plan", "price", "tool").get(pk=hold)
     if hold.status == Hold.Status.HELD:
         try:
-            with transaction.atomic(), batch():
-                return settle(hold)
+            with atomic():
+                answer = settle(hold)
+            return answer()
         except _AlreadySettled:
             pass
         except IntegrityError:  # the usage row of a hold another settle has just written
@@ -589,48 +559,43 @@ def call_capture(
     instead. Capturing a hold twice charges once and returns the first usage.
     """
     now = now or timezone.now()
+    captured = Hold.Status.CAPTURED
 
-    def capture(hold: Hold) -> Settlement:
+    def capture(hold: Hold) -> _Answer:
         if outcome != Outcome.SUCCESS and not (hold.price and hold.price.charge_failed_calls):
             return _release(hold, outcome=outcome, duration_ms=duration_ms, now=now)
-        balance = None
+        usage_written = {"charged": True, "outcome": outcome, "duration_ms": duration_ms}
         if hold.path == PaymentPath.CREDITS and hold.credits:
-            # Five statements, one round trip: their results are read once all are queued.
-            account = held_credits_take(customer_id=hold.customer_id, credits=hold.credits)
-            finished = _hold_finish(hold, Hold.Status.CAPTURED, now)
-            usage = _usage_write(
-                hold, charged=True, outcome=outcome, duration_ms=duration_ms, response=response
+            # Five statements, one round trip; nothing is read before the end.
+            account = held_credits_take(
+                customer_id=hold.customer_id, credits=hold.credits, required=_AlreadySettled()
             )
-            debit = debit_record(
+            _hold_finish(hold, captured, now)
+            usage = _usage_write(hold, **usage_written, response=response)
+            debit_record(
                 customer_id=hold.customer_id,
                 credits=hold.credits,
                 idempotency_key=f"call:{hold.pk}",
                 description=f"Call of {hold.tool.name}",
                 usage=usage,
             )
-            taken = account.row()
-            if taken is None:  # held credits always cover a held hold: this one was settled
-                raise _AlreadySettled
-            finished.confirm()
-            account_id, balance = taken
-            debit.lots_settle(account_id=account_id)
-            return Settlement(usage=usage, balance_credits=balance)
+            return _answer(hold, captured, now, usage, lambda: account.row()[1])
         if hold.path in (PaymentPath.PAYG, PaymentPath.METERED):
-            accrued = hold.amount_microcents if hold.path == PaymentPath.PAYG else 0
-            CreditAccount.objects.filter(customer_id=hold.customer_id).update(
-                held_microcents=F("held_microcents") - hold.exposure_microcents,
-                unbilled_microcents=F("unbilled_microcents") + accrued,
+            execute(
+                f"UPDATE {CreditAccount._meta.db_table} "  # noqa: S608
+                "SET held_microcents = held_microcents - %s, "
+                "unbilled_microcents = unbilled_microcents + %s WHERE customer_id = %s",
+                [
+                    hold.exposure_microcents,
+                    hold.amount_microcents if hold.path == PaymentPath.PAYG else 0,
+                    hold.customer_id,
+                ],
             )
-        finished = _hold_finish(hold, Hold.Status.CAPTURED, now)
-        usage = _usage_write(
-            hold, charged=True, outcome=outcome, duration_ms=duration_ms, response=response
-        )
-        finished.confirm()
+        _hold_finish(hold, captured, now)
+        usage = _usage_write(hold, **usage_written, response=response)
         if hold.path == PaymentPath.METERED:
             _meter_event_enqueue(hold, usage, now)
-        elif hold.plan is not None and hold.plan.billing_model == BillingModel.CREDITS:
-            balance = _balance(hold)
-        return Settlement(usage=usage, balance_credits=balance)
+        return _answer(hold, captured, now, usage, lambda: _balance(hold))
 
     return _settle(hold or hold_id, capture)
 
@@ -638,7 +603,7 @@ def call_capture(
 def _meter_event_enqueue(hold: Hold, usage: UsageRecord, now: datetime) -> None:
     """Queue the meter event for a metered call; its identifier is derived from the usage id."""
     plan = hold.plan
-    OutboxMessage.objects.create(
+    message = OutboxMessage(
         kind=OutboxMessage.Kind.METER_EVENT,
         identifier=f"mcpb_usage_{usage.pk}",
         customer_id=hold.customer_id,
@@ -651,11 +616,12 @@ def _meter_event_enqueue(hold: Hold, usage: UsageRecord, now: datetime) -> None:
         },
         next_attempt_at=now,
     )
+    row_insert(message)
 
 
 def _release(
     hold: Hold, *, outcome: str, duration_ms: int, now: datetime, status: str = Hold.Status.RELEASED
-) -> Settlement:
+) -> _Answer:
     """Give back every reservation of ``hold`` and record the uncharged usage."""
     if hold.counted_tool_period:
         ToolPeriodCounter.objects.filter(
@@ -667,17 +633,18 @@ def _release(
             customer_id=hold.customer_id, period_start=hold.period_start
         ).update(**{field: F(field) - 1})
     if hold.credits or hold.exposure_microcents:
-        CreditAccount.objects.filter(customer_id=hold.customer_id).update(
-            held_credits=F("held_credits") - hold.credits,
-            held_microcents=F("held_microcents") - hold.exposure_microcents,
+        execute(
+            f"UPDATE {CreditAccount._meta.db_table} "  # noqa: S608
+            "SET held_credits = held_credits - %s, held_microcents = held_microcents - %s "
+            "WHERE customer_id = %s",
+            [hold.credits, hold.exposure_microcents, hold.customer_id],
         )
     _release_budgets(hold)
-    finished = _hold_finish(hold, status, now)
+    _hold_finish(hold, status, now)
     usage = _usage_write(
         hold, charged=False, outcome=outcome, duration_ms=duration_ms, response=None
     )
-    finished.confirm()
-    return Settlement(usage=usage, balance_credits=_balance(hold))
+    return _answer(hold, status, now, usage, lambda: _balance(hold))
 
 
 def call_release(

@@ -8,7 +8,6 @@ Invariants: balance = sum of entries = sum of the lots' remaining credits;
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
@@ -106,13 +105,13 @@ def _debit_entry_sql() -> tuple[str, tuple[Field, ...]]:
     return sql, fields
 
 
-def held_credits_take(*, customer_id: int, credits: int) -> Result:
+def held_credits_take(*, customer_id: int, credits: int, required: BaseException) -> Result:
     """Turn ``credits`` a hold reserved into spent ones (queued in the caller's batch).
 
     One ``UPDATE ... RETURNING`` takes the account's row lock and moves both
-    cached balances; its row is (account id, balance after), and there is none
-    when fewer credits are held than that: the hold is no longer held. The
-    caller then records the debit with ``debit_record``.
+    cached balances; its row is (account id, balance after). It is required:
+    when fewer credits are held than that, the hold is no longer held and
+    ``required`` is raised. The caller then records the debit with ``debit_record``.
     """
     return execute(
         f"UPDATE {_ACCOUNTS} SET balance_credits = balance_credits - %s, "  # noqa: S608
@@ -125,43 +124,35 @@ def held_credits_take(*, customer_id: int, credits: int) -> Result:
             customer_id,
             credits,
         ],
+        required=required,
     )
 
 
-@dataclass(frozen=True)
-class Debit:
-    """A debit's queued entry and lot statements; ``lots_settle`` finishes the lots."""
-
-    credits: int
-    first_lot: Result  # one row changed when the lot expiring first covered the debit
-
-    def lots_settle(self, *, account_id: int) -> None:
-        """Walk the lots in order when the first one could not cover the debit alone."""
-        if self.first_lot.rowcount:
-            return
-        remaining = self.credits
-        for lot in CreditLot.objects.filter(
-            account_id=account_id, remaining_credits__gt=0
-        ).order_by(F("expires_at").asc(nulls_last=True), "id"):
-            take = min(lot.remaining_credits, remaining)
-            CreditLot.objects.filter(pk=lot.pk).update(
-                remaining_credits=F("remaining_credits") - take
-            )
-            remaining -= take
-            if not remaining:
-                return
-        raise ApplicationError(
-            "ledger_inconsistent", "The lots hold less than the balance.", status=500
-        )
+# Take N credits from the account's open lots, the one expiring first first: each
+# lot gives what it has, up to what the lots before it left to take. No lot changes
+# when together they hold less (the ledger would be inconsistent): no row returned.
+# Parameters: credits, credits, customer id, credits, credits.
+_LOTS_TAKE = (
+    f"UPDATE {_LOTS} SET remaining_credits = remaining_credits - take.credits "  # noqa: S608
+    "FROM (SELECT id, CASE WHEN remaining_credits < %s - ahead "
+    "THEN remaining_credits ELSE %s - ahead END AS credits "
+    "FROM (SELECT id, remaining_credits, "
+    "SUM(remaining_credits) OVER (ORDER BY expires_at ASC NULLS LAST, id ASC) "
+    "- remaining_credits AS ahead, SUM(remaining_credits) OVER () AS open_credits "
+    f"FROM {_LOTS} WHERE account_id = "
+    f"(SELECT id FROM {_ACCOUNTS} WHERE customer_id = %s) AND remaining_credits > 0) AS lots "
+    "WHERE ahead < %s AND open_credits >= %s) AS take "
+    f"WHERE {_LOTS}.id = take.id RETURNING 1"
+)
 
 
 def debit_record(
     *, customer_id: int, credits: int, idempotency_key: str, description: str, usage: UsageRecord
-) -> Debit:
-    """The ledger entry and lot change of credits taken by ``held_credits_take``, queued.
+) -> None:
+    """Queue the ledger entry and lot changes of credits taken by ``held_credits_take``.
 
-    The caller holds the account's row lock; it calls ``Debit.lots_settle``
-    once the account's id is known.
+    The caller holds the account's row lock (taken by that statement), so no
+    other writer changes the lots meanwhile.
     """
     entry = LedgerEntry(
         kind=Kind.DEBIT,
@@ -172,14 +163,13 @@ def debit_record(
     )
     sql, fields = _debit_entry_sql()
     execute(sql, [*field_values(entry, fields), customer_id])
-    first_lot = execute(
-        f"UPDATE {_LOTS} SET remaining_credits = remaining_credits - %s "  # noqa: S608
-        f"WHERE id = (SELECT id FROM {_LOTS} WHERE account_id = "
-        f"(SELECT id FROM {_ACCOUNTS} WHERE customer_id = %s) AND remaining_credits > 0 "
-        "ORDER BY expires_at ASC NULLS LAST, id ASC LIMIT 1) AND remaining_credits >= %s",
-        [credits, customer_id, credits],
+    execute(
+        _LOTS_TAKE,
+        [credits, credits, customer_id, credits, credits],
+        required=ApplicationError(
+            "ledger_inconsistent", "The lots hold less than the balance.", status=500
+        ),
     )
-    return Debit(credits=credits, first_lot=first_lot)
 
 
 def _existing(idempotency_key: str, *, account: CreditAccount, amount: int) -> LedgerEntry | None:

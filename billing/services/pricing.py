@@ -144,32 +144,47 @@ def tool_price_active(*, tool: Tool) -> ToolPrice | None:
     return _version(_active_key(tool, _active_read(tool)))
 
 
+class PriceChanged(Exception):
+    """Raised in a transaction that expected a price version no longer active: roll back."""
+
+
 @dataclass(frozen=True)
 class PriceCheck:
-    """The version a call expects to be active, and the queued read that tells."""
+    """The version a call expects to be active; ``confirm`` checks it in the call's batch."""
 
     tool: Tool
-    expected_key: tuple | None  # as the active version's read returns it
+    key: tuple | None  # the expected version's (id, created_at), as the active read returns it
     expected: ToolPrice | None
-    active: Result
 
-    def holds(self) -> bool:
-        """Whether the expected version is still the active one (read once, after the batch)."""
-        return _active_key(self.tool, self.active) == self.expected_key
+    def confirm(self) -> None:
+        """Queue the check that the expected version is still the newest one.
+
+        A required statement: when a newer version came in meanwhile, the
+        caller's transaction rolls back with ``PriceChanged`` (ask again with
+        ``fresh=True``). Costs no round trip when the batch is sent anyway.
+        """
+        execute(
+            f"SELECT 1 FROM (SELECT id, created_at FROM {ToolPrice._meta.db_table} "  # noqa: S608
+            "WHERE tool_id = %s ORDER BY version DESC LIMIT 1) AS active "
+            "WHERE id = %s AND created_at = %s",
+            [self.tool.pk, *self.key],
+            required=PriceChanged(),
+        )
+
+    def still_active(self) -> bool:
+        """Whether the expected version is the active one now (a read of its own)."""
+        return _active_key(self.tool, _active_read(self.tool)) == self.key
 
 
-def tool_price_expect(*, tool: Tool) -> PriceCheck:
-    """The tool's price as last seen active in this process, checked in the caller's batch.
+def tool_price_expect(*, tool: Tool, fresh: bool = False) -> PriceCheck:
+    """The tool's price as last seen active in this process (read when unknown or ``fresh``).
 
-    Costs no round trip of its own when the caller's transaction sends a batch
-    anyway; the caller checks ``holds()`` before committing and, when the price
-    has changed meanwhile, rolls back and asks again (the new version is then
-    the one expected).
+    ``expected`` is None when the tool has no price.
     """
-    if tool.pk not in _last_active:
-        tool_price_active(tool=tool)
-    key = _last_active[tool.pk]
-    return PriceCheck(tool, key, _version(key), _active_read(tool))
+    key = _last_active.get(tool.pk)
+    if key is None or fresh:  # never read, or unpriced when last read
+        key = _active_key(tool, _active_read(tool))
+    return PriceCheck(tool, key, _version(key))
 
 
 def price_at_position(price: ToolPrice, position: int) -> tuple[int, int | None, int | None]:

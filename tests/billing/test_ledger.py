@@ -71,6 +71,32 @@ def test_calls_spend_the_lot_that_expires_first():
     assert_consistent(owner)
 
 
+def test_a_call_larger_than_the_first_lot_spends_the_next_ones_in_expiry_order():
+    owner, tool = customer(), priced_tool(credits=6)
+    for key, credits, days in (("forever", 5, None), ("late", 3, 9), ("soon", 2, 1), ("mid", 2, 5)):
+        expires_at = T0 + timedelta(days=days) if days else None
+        credit_grant(
+            customer_id=owner.pk, credits=credits, idempotency_key=key, expires_at=expires_at
+        )
+    spend(owner, tool)
+    lots = {lot.entry.idempotency_key: lot.remaining_credits for lot in CreditLot.objects.all()}
+    assert lots == {"soon": 0, "mid": 0, "late": 1, "forever": 5}
+    assert_consistent(owner)
+
+
+def test_a_capture_the_lots_cannot_cover_is_refused_and_changes_nothing():
+    owner, tool = customer(), priced_tool(credits=3)
+    credit_grant(customer_id=owner.pk, credits=5, idempotency_key="grant")
+    hold = call_authorize(customer=owner, tool=tool, now=T0)
+    CreditLot.objects.filter(account__customer=owner).update(remaining_credits=2)  # corrupted
+    with pytest.raises(ApplicationError) as info:
+        call_capture(hold_id=hold.pk, now=T0)
+    assert info.value.code == "ledger_inconsistent"
+    assert (account(owner).balance_credits, account(owner).held_credits) == (5, 3)
+    assert CreditLot.objects.get().remaining_credits == 2
+    assert not LedgerEntry.objects.filter(kind=LedgerEntry.Kind.DEBIT).exists()
+
+
 def test_expiry_takes_what_is_left_of_expired_lots_only():
     owner, tool = customer(), priced_tool(credits=3)
     credit_grant(customer_id=owner.pk, credits=5, idempotency_key="forever")

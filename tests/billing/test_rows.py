@@ -1,4 +1,5 @@
-"""The hot path's statements: rows stored as ``save()`` stores them, batches sent together."""
+"""The hot path's statements: rows stored as ``save()`` stores them, batches sent together,
+required statements that roll their whole transaction back."""
 
 from datetime import timedelta
 
@@ -8,8 +9,10 @@ from django.forms.models import model_to_dict
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from billing import rows
 from billing.models import CreditAccount, Hold, LedgerEntry, PaymentPath, UsageRecord
 from billing.rows import batch, execute, row_insert
+from billing.services.calls import call_authorize, call_capture
 from billing.services.ledger import credit_grant
 from billing.services.pricing import tool_price_active, tool_price_set
 from tests.factories import customer, priced_tool
@@ -119,3 +122,121 @@ def test_a_failed_statement_in_a_batch_raises_and_its_transaction_writes_nothing
         execute(f"UPDATE {table} SET held_credits = 0 WHERE customer_id = %s", [owner.pk])
         row_insert(_hold(owner, tool, idempotency_key="same"))
     assert Hold.objects.filter(idempotency_key="same").count() == 1
+
+
+# --- rows.atomic(): one transaction, one round trip when nothing is read first ----------
+
+ACCOUNTS = CreditAccount._meta.db_table
+HOLD_MORE = f"UPDATE {ACCOUNTS} SET held_credits = held_credits + %s WHERE customer_id = %s"
+
+
+class Refused(Exception):
+    pass
+
+
+def _funded(credits=10):
+    owner = customer()
+    credit_grant(customer_id=owner.pk, credits=credits, idempotency_key=f"grant:{owner.pk}")
+    return owner
+
+
+def _held(owner) -> int:
+    return CreditAccount.objects.get(customer=owner).held_credits
+
+
+def _require_no_row(owner):
+    """A required statement that finds nothing: the refusal."""
+    return execute(
+        f"SELECT 1 FROM {ACCOUNTS} WHERE customer_id = %s AND balance_credits < 0",
+        [owner.pk],
+        required=Refused("no row"),
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_atomic_block_that_reads_nothing_first_is_one_round_trip():
+    owner = _funded()
+    new_hold = _hold(owner, priced_tool("echo"), idempotency_key="one-trip")
+    on_postgres = connection.vendor == "postgresql"
+    with CaptureQueriesContext(connection) as sent:
+        with rows.atomic():
+            execute(HOLD_MORE, [2, owner.pk])
+            held = execute(HOLD_MORE + " RETURNING held_credits", [1, owner.pk], required=Refused())
+            hold = row_insert(new_hold)
+            # On PostgreSQL no transaction is opened from Python: the string is one.
+            assert connection.in_atomic_block is not on_postgres
+        # The database made the hold's id; it is set once the statements went.
+        assert hold.pk == Hold.objects.get(idempotency_key="one-trip").pk
+        assert held.row() == (3,)
+    if on_postgres:
+        (statement,) = [q["sql"] for q in sent.captured_queries[:1]]
+        assert len(sent.captured_queries) == 2 and statement.count("; ") == 2
+    assert _held(owner) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_required_statement_rolls_back_what_was_sent_with_it():
+    owner = _funded()
+    with pytest.raises(Refused), rows.atomic():
+        execute(HOLD_MORE, [3, owner.pk])
+        _require_no_row(owner)
+        execute(HOLD_MORE, [4, owner.pk])
+    assert _held(owner) == 0
+    assert not connection.errors_occurred  # the connection stays in use, no health check
+    with rows.atomic():  # and the next transaction goes through
+        execute(HOLD_MORE, [1, owner.pk])
+    assert _held(owner) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reading_a_result_first_opens_a_transaction_that_an_error_rolls_back():
+    owner = _funded()
+    with pytest.raises(ValueError), rows.atomic():
+        raised = execute(HOLD_MORE + " RETURNING held_credits", [3, owner.pk])
+        assert raised.row() == (3,)  # sent now, inside a transaction
+        assert connection.in_atomic_block
+        execute(HOLD_MORE, [4, owner.pk])
+        raise ValueError("after the read")
+    assert _held(owner) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_orm_statement_runs_inside_the_transaction_and_rolls_back_with_it():
+    owner = _funded()
+    with pytest.raises(Refused), rows.atomic():
+        CreditAccount.objects.filter(customer=owner).update(held_credits=5)
+        execute(HOLD_MORE, [1, owner.pk])
+        _require_no_row(owner)
+    assert _held(owner) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_before_anything_was_sent_sends_nothing():
+    owner = _funded()
+    with CaptureQueriesContext(connection) as sent, pytest.raises(ValueError), rows.atomic():
+        execute(HOLD_MORE, [3, owner.pk])
+        raise ValueError("a refusal made in Python")
+    assert _held(owner) == 0
+    if connection.vendor == "postgresql":
+        assert not sent.captured_queries
+
+
+def test_inside_another_transaction_a_refusal_rolls_back_to_its_savepoint():
+    owner = _funded()
+    with transaction.atomic():
+        execute(HOLD_MORE, [1, owner.pk])
+        with pytest.raises(Refused), rows.atomic():
+            execute(HOLD_MORE, [3, owner.pk])
+            _require_no_row(owner)
+        assert _held(owner) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_credits_call_is_two_round_trips_on_postgresql(on_postgres):
+    owner, tool = _funded(), priced_tool("echo", credits=2)
+    call_capture(hold=call_authorize(customer=owner, tool=tool))  # the price is known from now
+    with CaptureQueriesContext(connection) as sent:
+        settlement = call_capture(hold=call_authorize(customer=owner, tool=tool))
+    assert len(sent.captured_queries) == 2
+    assert (settlement.balance_credits, settlement.usage.credits) == (6, 2)
+    assert (_held(owner), LedgerEntry.objects.filter(kind="debit").count()) == (0, 2)
