@@ -7,30 +7,51 @@ built once per model from its fields and reused; values still go through each
 field's own preparation, so what is stored is what ``save()`` would store.
 The SQL is plain enough for both PostgreSQL and SQLite (3.35+ for RETURNING).
 
-``atomic()`` is the engine's transaction (docs/decisions/0007). On
-PostgreSQL its statements are not sent one by one: they wait until a result
-is first read (a ``Result``), an ORM statement runs or the block ends. When
-nothing is read before the end, they go then as one query string, which
-PostgreSQL runs as one implicit transaction: all of it or none, with no BEGIN
-or COMMIT of its own to wait for. A condition the transaction depends on is a
+``atomic()`` is the engine's transaction (docs/decisions/0007): a
+``transaction.atomic()`` block whose statements, on PostgreSQL, are not sent
+one by one: they wait until a result is first read (a ``Result``), an ORM
+statement runs or the block ends. psycopg opens the database transaction only
+with the first statement it sends, so when nothing is read before the end the
+statements go then as one query string with autocommit on, which PostgreSQL
+runs as one implicit transaction: all of it or none, with no BEGIN or COMMIT
+of its own to wait for. A condition the transaction depends on is a
 *required* statement (``execute(..., required=error)``): PostgreSQL raises if
 it returns no row, so a refusal rolls back what was sent with it, and
-``error`` reaches the caller. Reading a result first opens a transaction as
-``transaction.atomic()`` does and sends what is queued. SQLite, an
-in-process library, runs each statement at once inside ``transaction.atomic()``.
+``error`` reaches the caller. Reading a result first sends what is queued
+inside an ordinary transaction. SQLite, an in-process library, runs each
+statement at once inside ``transaction.atomic()``.
+
+On PostgreSQL each session prepares a statement the first time it sends it,
+and the string carries ``EXECUTE name(values)`` (docs/decisions/0008): the
+database no longer parses and plans the same statements on every call.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import logging
+import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from functools import cache
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, connection, models, transaction
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models, transaction
+from psycopg.pq import Trace, TransactionStatus
 
 M = TypeVar("M", bound=models.Model)
+logger = logging.getLogger(__name__)
+
+
+def _db():
+    """This thread's connection: ``django.db.connection`` looks it up again on every
+    attribute read, which costs more than most of what the hot path does with it."""
+    return connections[DEFAULT_DB_ALIAS]
+
 
 # What the PostgreSQL function ``mcpb_require`` (migration billing 0005) raises.
 REQUIRED_MESSAGE = "mcpb_required"
@@ -84,17 +105,12 @@ class _Statement:
 
 
 class _Batch:
-    """Statements waiting to be sent as one query string (PostgreSQL's simple protocol).
+    """Statements waiting to be sent as one query string (PostgreSQL's simple protocol)."""
 
-    ``begin`` opens the transaction the first time statements must go before
-    the end; until then, none is open and the end sends everything at once.
-    """
+    __slots__ = ("sending", "waiting")
 
-    __slots__ = ("begin", "sending", "waiting")
-
-    def __init__(self, begin: Callable[[], None] | None = None) -> None:
+    def __init__(self) -> None:
         self.waiting: list[_Statement] = []
-        self.begin = begin
         self.sending = False
 
     def queue(self, sql: str, params: Sequence[Any], required: BaseException | None) -> Result:
@@ -111,43 +127,58 @@ class _Batch:
         self.waiting.append(_Statement(sql, params, required, result))
         return result
 
-    def send(self) -> None:
-        """A result is wanted now: open the transaction if it is still to open, send the queue."""
-        if self.begin is not None:
-            begin, self.begin = self.begin, None
-            begin()
-        self._send()
-
     def before_statement(self) -> None:
         """Another statement is about to run: what is queued goes first (not our own send)."""
         if not self.sending:
             self.send()
 
     def end(self) -> None:
-        """Send what is left; with no transaction opened, as one implicit transaction."""
-        self.begin = None
-        self._send()
+        """Send what is left of the outermost block's queue.
 
-    def _send(self) -> None:
+        When nothing has been sent in the transaction yet, psycopg has not
+        opened it either (it sends BEGIN with the first statement): the string
+        then goes with autocommit on, as one implicit transaction, and the
+        COMMIT Django sends next is nothing to psycopg on an idle connection.
+        """
+        if not self.waiting:
+            return
+        db = _db()
+        if db.needs_rollback:  # Django rolls the block back: nothing of it may go
+            self.waiting = []
+            return
+        db.ensure_connection()
+        raw = db.connection
+        if raw.info.transaction_status != TransactionStatus.IDLE:
+            self.send()
+            return
+        raw.autocommit = True
+        try:
+            self.send()
+        finally:
+            raw.autocommit = False
+
+    def send(self) -> None:
         """Send the waiting statements in one round trip and hand each its result."""
+        db = _db()
         waiting, self.waiting = self.waiting, []
         if not waiting:
             return
-        sql = "; ".join(statement.sql for statement in waiting)
-        params = [value for statement in waiting for value in statement.params]
         self.sending = True
         try:
-            with connection.cursor() as cursor:
+            sql = "; ".join(_prepared_text(db, waiting))
+            params = [value for statement in waiting for value in statement.params]
+            with db.cursor() as cursor:
                 cursor.execute(sql, params)
+                results = cursor.cursor  # psycopg's own: reading results raises nothing
                 for position, statement in enumerate(waiting):
                     if position:
-                        cursor.nextset()
-                    statement.result._take(cursor)
+                        results.nextset()
+                    statement.result._take(results)
         except DatabaseError as exc:
             refusal = _required_refusal(exc, waiting)
             if refusal is None:
                 raise
-            connection.errors_occurred = False  # a raised check leaves the connection sound
+            db.errors_occurred = False  # a raised check leaves the connection sound
             raise refusal from None
         finally:
             self.sending = False
@@ -163,6 +194,77 @@ def _required_refusal(exc: DatabaseError, waiting: list[_Statement]) -> BaseExce
 
 _local = threading.local()  # .batch: this thread's open _Batch, or None
 
+# --- prepared statements (PostgreSQL) ---------------------------------------------
+# Parsing and planning the engine's statements cost the database more than running
+# them (docs/benchmarks.md). Each database session prepares each statement once
+# (SQL's PREPARE, so they still travel in one query string) and a batch sends
+# ``EXECUTE name(values)``. Prepared only while no transaction is open, in a round
+# trip of its own, so a statement PostgreSQL cannot prepare (it cannot tell a
+# parameter's type) is only left unprepared. A PREPARE in a failed transaction is
+# rolled back with it, which is why none travels in a batch.
+_PREPARABLE = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
+_PREPARED_PER_SESSION = 256  # statements built from input never exhaust the session
+_DUPLICATE_PREPARED_STATEMENT = "42P05"
+
+
+def _session_prepared(db) -> dict[str, str | None]:
+    """This session's prepared statements: SQL -> name (None: not preparable)."""
+    db.ensure_connection()
+    raw = db.connection
+    session = getattr(db, "_mcpb_prepared", None)
+    if session is None or session[0] is not raw:  # a new session has none
+        session = db._mcpb_prepared = (raw, {})
+    return session[1]
+
+
+def _numbered(sql: str) -> str:
+    """``%s`` placeholders as PostgreSQL's ``$1 .. $n``, ``%%`` as ``%``."""
+    counter = itertools.count(1)
+    return re.sub(r"%[s%]", lambda m: "%" if m[0] == "%%" else f"${next(counter)}", sql)
+
+
+def _prepare(db, sql: str) -> str | None:
+    """Prepare ``sql`` in this session (no transaction open); its name, or None."""
+    name = "mcpb_" + hashlib.blake2b(sql.encode(), digest_size=8).hexdigest()
+    try:
+        with db.cursor() as cursor:
+            cursor.execute(f"PREPARE {name} AS {_numbered(sql)}")
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != _DUPLICATE_PREPARED_STATEMENT:
+            db.errors_occurred = False  # the session is sound: only PREPARE failed
+            logger.warning("statement left unprepared (%s): %s", exc, sql)
+            return None
+    return name
+
+
+def _prepared_text(db, waiting: list[_Statement]) -> Iterator[str]:
+    """Each statement as sent: ``EXECUTE`` of its prepared form where there is one.
+
+    Batches exist on PostgreSQL only, so ``db`` is one.
+    """
+    if not settings.DATABASE_PREPARED_STATEMENTS:
+        yield from (statement.sql for statement in waiting)
+        return
+    prepared = _session_prepared(db)
+    raw = db.connection
+    may_prepare = raw.autocommit and raw.info.transaction_status == TransactionStatus.IDLE
+    for statement in waiting:
+        sql = statement.sql
+        if (
+            sql not in prepared
+            and may_prepare
+            and sql.startswith(_PREPARABLE)
+            and len(prepared) < _PREPARED_PER_SESSION
+        ):
+            prepared[sql] = _prepare(db, sql)
+        name = prepared.get(sql)
+        if name is None:
+            yield sql
+        elif statement.params:
+            yield f"EXECUTE {name}({', '.join(['%s'] * len(statement.params))})"
+        else:
+            yield f"EXECUTE {name}"
+
 
 def execute(sql: str, params: Sequence[Any], *, required: BaseException | None = None) -> Result:
     """Run one hand-written statement, or in a batch queue it to be sent with the others.
@@ -175,7 +277,7 @@ def execute(sql: str, params: Sequence[Any], *, required: BaseException | None =
     if open_batch is not None:
         return open_batch.queue(sql, params, required)
     result = Result()
-    with connection.cursor() as cursor:
+    with _db().cursor() as cursor:
         cursor.execute(sql, params)
         result._take(cursor)
     if required is not None and not result._rows:
@@ -192,10 +294,10 @@ def _send_batch_first(execute_, sql, params, many, context):
 
 
 @contextmanager
-def _batched(begin: Callable[[], None] | None = None) -> Iterator[_Batch]:
-    _local.batch = _Batch(begin)
+def _batched() -> Iterator[_Batch]:
+    _local.batch = _Batch()
     try:
-        with connection.execute_wrapper(_send_batch_first):
+        with _db().execute_wrapper(_send_batch_first):
             yield _local.batch
     finally:
         _local.batch = None
@@ -206,7 +308,7 @@ def batch() -> Iterator[None]:
     """Inside an open transaction, send the statements run inside in as few round trips
     as their results allow (on PostgreSQL; elsewhere each runs at once).
     """
-    if connection.vendor != "postgresql" or getattr(_local, "batch", None) is not None:
+    if _db().vendor != "postgresql" or getattr(_local, "batch", None) is not None:
         yield
         return
     with _batched() as queued:
@@ -216,27 +318,29 @@ def batch() -> Iterator[None]:
 
 @contextmanager
 def atomic() -> Iterator[None]:
-    """One transaction whose statements go in as few round trips as their results allow.
+    """``transaction.atomic()`` whose statements go in as few round trips as their
+    results allow: one, as an implicit transaction, when nothing is read before the end.
 
     Inside another transaction it is a savepoint, as ``transaction.atomic()``
     is, and statements are batched the same way.
     """
+    db = _db()
     if (
-        connection.vendor != "postgresql"
-        or connection.in_atomic_block
+        db.vendor != "postgresql"
+        or db.in_atomic_block
         or getattr(_local, "batch", None) is not None
     ):
         with transaction.atomic(), batch():
             yield
         return
-    with ExitStack() as opened, _batched(lambda: opened.enter_context(transaction.atomic())) as q:
+    with transaction.atomic(), _batched() as queued:
         yield
-        q.end()
+        queued.end()
 
 
 def db_value(model: type[models.Model], field_name: str, value: Any) -> Any:
     """``value`` as the ORM would pass it for ``model.field_name`` (dates on SQLite are text)."""
-    return model._meta.get_field(field_name).get_db_prep_value(value, connection)
+    return model._meta.get_field(field_name).get_db_prep_value(value, _db())
 
 
 def commit_unflushed() -> None:
@@ -246,7 +350,7 @@ def commit_unflushed() -> None:
     lose the last ones, as if they had been rolled back. Queued in the batch;
     it applies to an implicit transaction (one query string) too.
     """
-    if connection.vendor == "postgresql":
+    if _db().vendor == "postgresql":
         execute("SET LOCAL synchronous_commit = off", ())
 
 
@@ -256,7 +360,7 @@ def _insert_plan(model: type[models.Model]) -> tuple[str, tuple[models.Field, ..
     meta = model._meta
     db_made_pk = isinstance(meta.pk, models.AutoField)  # Big and Small auto fields subclass it
     fields = tuple(f for f in meta.concrete_fields if not (db_made_pk and f.primary_key))
-    quote = connection.ops.quote_name
+    quote = _db().ops.quote_name
     # Names come from the model, never from input; values are parameters.
     sql = "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608
         quote(meta.db_table),
@@ -270,7 +374,8 @@ def _insert_plan(model: type[models.Model]) -> tuple[str, tuple[models.Field, ..
 
 def field_values(obj: models.Model, fields: tuple[models.Field, ...]) -> list:
     """The values ``save()`` would write for ``fields`` of a new ``obj``."""
-    return [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    db = _db()
+    return [f.get_db_prep_save(f.pre_save(obj, True), db) for f in fields]
 
 
 def row_insert(obj: M) -> M:
@@ -284,5 +389,28 @@ def row_insert(obj: M) -> M:
     if db_made_pk:
         result.then(lambda inserted: setattr(obj, "pk", inserted.row()[0]))
     obj._state.adding = False
-    obj._state.db = connection.alias
+    obj._state.db = DEFAULT_DB_ALIAS
     return obj
+
+
+@contextmanager
+def queries_sent() -> Iterator[list[str]]:
+    """The query strings this thread's connection sends meanwhile, one per round trip.
+
+    Read from libpq's own trace, so BEGIN and COMMIT appear only when they
+    really go to the server (Django's query log lists them either way). For
+    the probe and the tests; PostgreSQL only.
+    """
+    db = _db()
+    sent: list[str] = []
+    db.ensure_connection()
+    pgconn = db.connection.pgconn
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS | Trace.REGRESS_MODE)
+        try:
+            yield sent
+        finally:
+            pgconn.untrace()
+            trace.seek(0)
+            sent.extend(re.findall(r'^F\t\d+\tQuery\t "(.*)"$', trace.read(), re.MULTILINE))

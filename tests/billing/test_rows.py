@@ -1,6 +1,7 @@
 """The hot path's statements: rows stored as ``save()`` stores them, batches sent together,
 required statements that roll their whole transaction back."""
 
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -8,6 +9,7 @@ from django.db import IntegrityError, connection, transaction
 from django.forms.models import model_to_dict
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from psycopg.pq import TransactionStatus
 
 from billing import rows
 from billing.models import CreditAccount, Hold, LedgerEntry, PaymentPath, UsageRecord
@@ -144,6 +146,21 @@ def _held(owner) -> int:
     return CreditAccount.objects.get(customer=owner).held_credits
 
 
+@contextmanager
+def _sent():
+    """What reaches PostgreSQL, one string per round trip (nothing on SQLite)."""
+    if connection.vendor != "postgresql":
+        yield []
+        return
+    with rows.queries_sent() as sent:
+        yield sent
+
+
+def _transaction_open() -> bool:
+    """Whether psycopg has opened a transaction on the database (sent BEGIN)."""
+    return connection.connection.info.transaction_status != TransactionStatus.IDLE
+
+
 def _require_no_row(owner):
     """A required statement that finds nothing: the refusal."""
     return execute(
@@ -158,19 +175,21 @@ def test_an_atomic_block_that_reads_nothing_first_is_one_round_trip():
     owner = _funded()
     new_hold = _hold(owner, priced_tool("echo"), idempotency_key="one-trip")
     on_postgres = connection.vendor == "postgresql"
-    with CaptureQueriesContext(connection) as sent:
+    with _sent() as sent:
         with rows.atomic():
             execute(HOLD_MORE, [2, owner.pk])
             held = execute(HOLD_MORE + " RETURNING held_credits", [1, owner.pk], required=Refused())
             hold = row_insert(new_hold)
-            # On PostgreSQL no transaction is opened from Python: the string is one.
-            assert connection.in_atomic_block is not on_postgres
+            # On PostgreSQL nothing has been sent, not even BEGIN: the string is one.
+            assert not on_postgres or not _transaction_open()
         # The database made the hold's id; it is set once the statements went.
         assert hold.pk == Hold.objects.get(idempotency_key="one-trip").pk
         assert held.row() == (3,)
     if on_postgres:
-        (statement,) = [q["sql"] for q in sent.captured_queries[:1]]
-        assert len(sent.captured_queries) == 2 and statement.count("; ") == 2
+        # The session prepares each new statement first, in round trips of its own;
+        # then one string, no BEGIN or COMMIT, and the read after the block.
+        sql = [query for query in sent if not query.startswith("PREPARE")]
+        assert len(sql) == 2 and sql[0].count("; ") == 2
     assert _held(owner) == 3
 
 
@@ -194,7 +213,7 @@ def test_reading_a_result_first_opens_a_transaction_that_an_error_rolls_back():
     with pytest.raises(ValueError), rows.atomic():
         raised = execute(HOLD_MORE + " RETURNING held_credits", [3, owner.pk])
         assert raised.row() == (3,)  # sent now, inside a transaction
-        assert connection.in_atomic_block
+        assert connection.vendor != "postgresql" or _transaction_open()
         execute(HOLD_MORE, [4, owner.pk])
         raise ValueError("after the read")
     assert _held(owner) == 0
@@ -213,12 +232,37 @@ def test_an_orm_statement_runs_inside_the_transaction_and_rolls_back_with_it():
 @pytest.mark.django_db(transaction=True)
 def test_an_error_before_anything_was_sent_sends_nothing():
     owner = _funded()
-    with CaptureQueriesContext(connection) as sent, pytest.raises(ValueError), rows.atomic():
+    with _sent() as sent, pytest.raises(ValueError), rows.atomic():
         execute(HOLD_MORE, [3, owner.pk])
         raise ValueError("a refusal made in Python")
+    assert not sent
     assert _held(owner) == 0
-    if connection.vendor == "postgresql":
-        assert not sent.captured_queries
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_nested_before_any_statement_commits_with_the_block():
+    owner = _funded()
+    committed = []
+    with pytest.raises(Refused), rows.atomic():
+        with transaction.atomic():  # a savepoint, not a commit of its own
+            CreditAccount.objects.filter(customer=owner).update(held_credits=5)
+        transaction.on_commit(lambda: committed.append("refused"))
+        _require_no_row(owner)
+    assert _held(owner) == 0 and committed == []
+    with rows.atomic():
+        execute(HOLD_MORE, [1, owner.pk])
+        # Runs once the string has committed, and sees what it wrote.
+        transaction.on_commit(lambda: committed.append(_held(owner)))
+    assert committed == [1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_block_marked_for_rollback_writes_nothing():
+    owner = _funded()
+    with rows.atomic():
+        execute(HOLD_MORE, [2, owner.pk])
+        transaction.set_rollback(True)
+    assert _held(owner) == 0
 
 
 def test_inside_another_transaction_a_refusal_rolls_back_to_its_savepoint():
@@ -235,8 +279,86 @@ def test_inside_another_transaction_a_refusal_rolls_back_to_its_savepoint():
 def test_a_credits_call_is_two_round_trips_on_postgresql(on_postgres):
     owner, tool = _funded(), priced_tool("echo", credits=2)
     call_capture(hold=call_authorize(customer=owner, tool=tool))  # the price is known from now
-    with CaptureQueriesContext(connection) as sent:
+    with rows.queries_sent() as sent:
         settlement = call_capture(hold=call_authorize(customer=owner, tool=tool))
-    assert len(sent.captured_queries) == 2
+    assert len(sent) == 2 and not {"BEGIN", "COMMIT"} & set(sent)
     assert (settlement.balance_credits, settlement.usage.credits) == (6, 2)
     assert (_held(owner), LedgerEntry.objects.filter(kind="debit").count()) == (0, 2)
+
+
+# --- prepared statements (PostgreSQL) ------------------------------------------------
+
+
+def _prepared_names() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'mcpb_%%'")
+        return {name for (name,) in cursor.fetchall()}
+
+
+def _hold_more_twice(owner) -> list[str]:
+    """Run two statements in a block; what was sent."""
+    with _sent() as sent, rows.atomic():
+        execute(HOLD_MORE, [1, owner.pk])
+        execute(HOLD_MORE + " RETURNING held_credits", [1, owner.pk], required=Refused())
+    return sent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_session_prepares_each_statement_once_then_executes_it(on_postgres):
+    owner = _funded()
+    connection.close()  # a new session: nothing prepared yet
+    first = _hold_more_twice(owner)
+    prepares = [sql for sql in first if sql.startswith("PREPARE")]
+    assert len(prepares) == 2 and "$1" in prepares[0] and "%s" not in prepares[0]
+    second = _hold_more_twice(owner)
+    assert len(second) == 1 and second[0].startswith("EXECUTE mcpb_")
+    assert second[0].count("EXECUTE") == 2
+    assert len(_prepared_names()) >= 2
+    assert _held(owner) == 4
+
+    connection.close()  # the database forgets them with the session; so does the engine
+    assert len([sql for sql in _hold_more_twice(owner) if sql.startswith("PREPARE")]) == 2
+    assert _held(owner) == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_required_statement_still_refuses_with_its_error(on_postgres):
+    owner = _funded()
+    _hold_more_twice(owner)
+    for _ in range(2):  # prepared by the first block, executed by the second
+        with pytest.raises(Refused), rows.atomic():
+            execute(HOLD_MORE, [3, owner.pk])
+            _require_no_row(owner)
+    assert _held(owner) == 2 and not connection.errors_occurred
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_postgresql_cannot_prepare_runs_unprepared(on_postgres, caplog):
+    untyped = "SELECT 1 WHERE %s IS NULL"  # no context tells the parameter's type
+    for _ in range(2):
+        with _sent() as sent, rows.atomic():
+            found = execute(untyped, [None])
+        assert found.row() == (1,)
+        assert sent[-1] == "SELECT 1 WHERE NULL IS NULL"
+    assert caplog.text.count("left unprepared") == 1  # tried once per session
+    assert not connection.errors_occurred
+
+
+@pytest.mark.django_db(transaction=True)
+def test_inside_a_transaction_nothing_new_is_prepared(on_postgres):
+    owner = _funded()
+    connection.close()
+    with _sent() as sent, transaction.atomic(), rows.atomic():
+        execute(HOLD_MORE, [1, owner.pk])
+    assert sent[0] == "BEGIN" and not [sql for sql in sent if sql.startswith("PREPARE")]
+    assert _held(owner) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prepared_statements_can_be_turned_off(on_postgres, settings):
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    owner = _funded()
+    connection.close()
+    sent = _hold_more_twice(owner) + _hold_more_twice(owner)
+    assert not [sql for sql in sent if "PREPARE" in sql or "EXECUTE" in sql]
+    assert _held(owner) == 4
