@@ -35,7 +35,6 @@ from django.utils import timezone
 from billing.models import (
     BillingModel,
     BudgetCounter,
-    CreditAccount,
     Hold,
     OutboxMessage,
     PaymentPath,
@@ -47,7 +46,7 @@ from billing.models import (
 )
 from billing.rows import atomic, commit_unflushed, db_value, execute, row_insert
 from billing.selectors import credit_balance
-from billing.services.ledger import debit_record, held_credits_take
+from billing.services.ledger import ACCOUNTS_TABLE, debit_record, held_credits_take
 from billing.services.pricing import (
     PriceChanged,
     Quote,
@@ -158,7 +157,7 @@ def _release_budgets(hold: Hold) -> None:
 
 def _reserve_credits(customer: Customer, credits: int) -> None:
     execute(
-        f"UPDATE {CreditAccount._meta.db_table} SET held_credits = held_credits + %s "  # noqa: S608
+        f"UPDATE {ACCOUNTS_TABLE} SET held_credits = held_credits + %s "  # noqa: S608
         "WHERE customer_id = %s AND balance_credits >= held_credits + %s RETURNING 1",
         [credits, customer.pk, credits],
         required=refusal(
@@ -176,7 +175,7 @@ def _reserve_exposure(customer: Customer, plan: Plan, amount: int) -> int:
     if limit is None:
         return 0
     execute(
-        f"UPDATE {CreditAccount._meta.db_table} "  # noqa: S608
+        f"UPDATE {ACCOUNTS_TABLE} "  # noqa: S608
         "SET held_microcents = held_microcents + %s WHERE customer_id = %s "
         "AND held_microcents + unbilled_microcents + %s <= %s RETURNING 1",
         [amount, customer.pk, amount, limit],
@@ -582,7 +581,7 @@ def call_capture(
             return _answer(hold, captured, now, usage, lambda: account.row()[1])
         if hold.path in (PaymentPath.PAYG, PaymentPath.METERED):
             execute(
-                f"UPDATE {CreditAccount._meta.db_table} "  # noqa: S608
+                f"UPDATE {ACCOUNTS_TABLE} "  # noqa: S608
                 "SET held_microcents = held_microcents - %s, "
                 "unbilled_microcents = unbilled_microcents + %s WHERE customer_id = %s",
                 [
@@ -634,7 +633,7 @@ def _release(
         ).update(**{field: F(field) - 1})
     if hold.credits or hold.exposure_microcents:
         execute(
-            f"UPDATE {CreditAccount._meta.db_table} "  # noqa: S608
+            f"UPDATE {ACCOUNTS_TABLE} "  # noqa: S608
             "SET held_credits = held_credits - %s, held_microcents = held_microcents - %s "
             "WHERE customer_id = %s",
             [hold.credits, hold.exposure_microcents, hold.customer_id],

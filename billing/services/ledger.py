@@ -79,7 +79,7 @@ def _entry_write(
     )
 
 
-_ACCOUNTS = CreditAccount._meta.db_table
+ACCOUNTS_TABLE = CreditAccount._meta.db_table
 _LOTS = CreditLot._meta.db_table
 
 
@@ -100,7 +100,7 @@ def _debit_entry_sql() -> tuple[str, tuple[Field, ...]]:
         f"INSERT INTO {quote(LedgerEntry._meta.db_table)} "  # noqa: S608
         f"({', '.join(quote(f.column) for f in fields)}, account_id, balance_after_credits) "
         f"SELECT {', '.join(['%s'] * len(fields))}, id, balance_credits "
-        f"FROM {_ACCOUNTS} WHERE customer_id = %s"
+        f"FROM {ACCOUNTS_TABLE} WHERE customer_id = %s"
     )
     return sql, fields
 
@@ -114,7 +114,7 @@ def held_credits_take(*, customer_id: int, credits: int, required: BaseException
     ``required`` is raised. The caller then records the debit with ``debit_record``.
     """
     return execute(
-        f"UPDATE {_ACCOUNTS} SET balance_credits = balance_credits - %s, "  # noqa: S608
+        f"UPDATE {ACCOUNTS_TABLE} SET balance_credits = balance_credits - %s, "  # noqa: S608
         "held_credits = held_credits - %s, updated_at = %s "
         "WHERE customer_id = %s AND held_credits >= %s RETURNING id, balance_credits",
         [
@@ -140,7 +140,7 @@ _LOTS_TAKE = (
     "SUM(remaining_credits) OVER (ORDER BY expires_at ASC NULLS LAST, id ASC) "
     "- remaining_credits AS ahead, SUM(remaining_credits) OVER () AS open_credits "
     f"FROM {_LOTS} WHERE account_id = "
-    f"(SELECT id FROM {_ACCOUNTS} WHERE customer_id = %s) AND remaining_credits > 0) AS lots "
+    f"(SELECT id FROM {ACCOUNTS_TABLE} WHERE customer_id = %s) AND remaining_credits > 0) AS lots "
     "WHERE ahead < %s AND open_credits >= %s) AS take "
     f"WHERE {_LOTS}.id = take.id RETURNING 1"
 )

@@ -76,10 +76,19 @@ def call_begin(*, principal: Principal, offer: Offer, idempotency_key: str | Non
 
 
 def call_settle(
-    *, hold: Hold, outcome: str, duration_ms: int, response: dict[str, Any] | None
+    *,
+    hold: Hold,
+    outcome: str,
+    duration_ms: int,
+    produced: bool,
+    response: dict[str, Any] | None,
 ) -> Settlement:
-    """Capture a call that produced a result; release one that did not."""
-    if response is None:
+    """Capture a call that produced a result; release one that did not.
+
+    ``response`` is the result as stored to answer a repeat of the call's
+    idempotency key (None without one).
+    """
+    if not produced:
         return call_release(hold=hold, outcome=outcome, duration_ms=duration_ms)
     return call_capture(hold=hold, outcome=outcome, duration_ms=duration_ms, response=response)
 
@@ -141,8 +150,9 @@ async def billed_call(
         outcome = Outcome.CANCELLED
         raise
     finally:
+        produced = produced and result is not None
         response = None
-        if produced and result is not None:
+        if produced and idempotency_key is not None:  # kept only to answer a repeat
             response = result.model_dump(by_alias=True, mode="json", exclude_none=True)
         with anyio.CancelScope(shield=True):
             settlement = await run_db(
@@ -150,6 +160,7 @@ async def billed_call(
                 hold=begun,
                 outcome=outcome,
                 duration_ms=int((time.perf_counter() - started) * 1000),
+                produced=produced,
                 response=response,
             )
     assert result is not None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import time
 from collections.abc import Callable
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
-from asgiref.sync import sync_to_async
 from django.db import connections
 
 P = ParamSpec("P")
@@ -40,5 +42,14 @@ def _tidied(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 async def run_db(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-    """Run ``fn`` on a worker thread; calls run in parallel (not serialised on one thread)."""
-    return await sync_to_async(_tidied(fn), thread_sensitive=False)(*args, **kwargs)
+    """Run ``fn`` on a thread of the event loop's executor, with the caller's context.
+
+    Calls run in parallel, each thread with its own connections. What
+    ``sync_to_async(thread_sensitive=False)`` does, without its machinery for
+    thread-sensitive code and asgiref locals, which costs as much again as the
+    hop itself (docs/benchmarks.md); nothing here is thread-sensitive. A
+    cancelled caller stops waiting while ``fn`` finishes on its thread, so
+    work that must be seen through (a hold, a settle) is awaited shielded.
+    """
+    call = functools.partial(contextvars.copy_context().run, _tidied(fn), *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(None, call)
