@@ -1,5 +1,7 @@
 """Shared fixtures. PostgreSQL and Redis are used when DATABASE_URL / REDIS_URL are set."""
 
+import gc
+
 import pytest
 import stripe
 from django.conf import settings
@@ -15,6 +17,19 @@ def pytest_configure(config):
     settings.RUN_DIR.mkdir(exist_ok=True)
     celery_app.conf.task_always_eager = True
     celery_app.conf.task_eager_propagates = True
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _finished_threads_disconnected(django_db_setup):
+    """Close what finished threads left connected before the test database is dropped.
+
+    The gateway's database work runs on its event loops' executor threads; when a
+    served test ends, they end with their connections still open, until the
+    garbage collector frees Django's connection wrappers (which hold reference
+    cycles). PostgreSQL refuses to drop a database others are connected to.
+    """
+    yield
+    gc.collect()
 
 
 @pytest.fixture

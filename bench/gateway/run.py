@@ -54,6 +54,7 @@ def prepare_database() -> str:
 
     django.setup()
     from billing.models import BillingModel, Plan
+    from billing.selectors import credit_balance
     from billing.services.ledger import credit_grant
     from customers.models import Customer
     from customers.services import api_key_create, customer_create
@@ -71,9 +72,14 @@ def prepare_database() -> str:
     owner = Customer.objects.filter(email=BENCH_EMAIL).first() or customer_create(
         email=BENCH_EMAIL, plan=plan
     )
-    credit_grant(
-        customer_id=owner.pk, credits=10_000_000, idempotency_key=f"bench-gateway:{time.time_ns()}"
-    )
+    # Topped up only when low: a grant per run would leave the account with one open
+    # lot per run, and each debit walks the open lots.
+    if (credit_balance(customer_id=owner.pk, plan=plan) or 0) < 1_000_000:
+        credit_grant(
+            customer_id=owner.pk,
+            credits=10_000_000,
+            idempotency_key=f"bench-gateway:{time.time_ns()}",
+        )
     return api_key_create(customer=owner, name="bench").secret
 
 
@@ -180,6 +186,48 @@ def summary(runs: list[dict]) -> dict:
     }
 
 
+def tidy_database() -> None:
+    """VACUUM the tables every call writes: the CI machine's PostgreSQL runs without
+    autovacuum, so dead rows of earlier runs would slow each run a little more."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "VACUUM (ANALYZE) billing_hold, billing_creditaccount, billing_creditlot, "
+            "billing_usagerecord, billing_ledgerentry"
+        )
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes have used so far (Linux /proc), seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # a backend that has exited
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(server: subprocess.Popen) -> list[int]:
+    """uvicorn's process and its workers (with --workers > 1 they are its children)."""
+    children = subprocess.run(
+        ["pgrep", "-P", str(server.pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return [server.pid, *map(int, children)]
+
+
+def database_pids() -> list[int]:
+    """The PostgreSQL server's processes (backends and background workers)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity")
+        return [pid for (pid,) in cursor.fetchall()]
+
+
 def transactions() -> int:
     """Committed transactions of the bench database so far (for transactions per call)."""
     from django.db import connection
@@ -201,6 +249,7 @@ def main() -> None:
     options = parser.parse_args()
 
     token = prepare_database()
+    tidy_database()
     quiet_logs()
     ports = {"bare": free_port(), "billed": free_port()}
     servers = [
@@ -212,6 +261,8 @@ def main() -> None:
             wait_ready(port)
         tokens = {"bare": None, "billed": token}
         runs: dict[str, list[dict]] = {"bare": [], "billed": []}
+        processes = dict(zip(runs, servers, strict=True))
+        cpu = {name: {"server": 0.0, "database": 0.0} for name in runs}
         billed_transactions = 0
         for name in runs:  # warm up: connections, caches, the tool catalog
             asyncio.run(load(f"http://127.0.0.1:{ports[name]}/mcp", tokens[name],
@@ -219,6 +270,8 @@ def main() -> None:
         for _ in range(options.rounds):
             for name in runs:
                 before = transactions()
+                server, database = server_pids(processes[name]), database_pids()
+                server_before, database_before = cpu_seconds(server), cpu_seconds(database)
                 runs[name].append(
                     asyncio.run(
                         load(
@@ -229,6 +282,8 @@ def main() -> None:
                         )
                     )
                 )
+                cpu[name]["server"] += cpu_seconds(server) - server_before
+                cpu[name]["database"] += cpu_seconds(database) - database_before
                 if name == "billed":
                     billed_transactions += transactions() - before
     finally:
@@ -238,6 +293,10 @@ def main() -> None:
             server.wait(timeout=30)
 
     bare, billed = summary(runs["bare"]), summary(runs["billed"])
+    for row, name in ((bare, "bare"), (billed, "billed")):
+        calls = max(row["calls"] + row["failures"], 1)
+        row["server_cpu_ms"] = 1000 * cpu[name]["server"] / calls
+        row["database_cpu_ms"] = 1000 * cpu[name]["database"] / calls
     figures = {
         "machine": (
             f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
@@ -254,11 +313,15 @@ def main() -> None:
         return
     print(figures["machine"])
     print(f"settings: {figures['settings']}")
-    print(f"{'':8} {'calls':>8} {'fail':>5} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    print(
+        f"{'':8} {'calls':>8} {'fail':>5} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'server CPU ms/call':>19} {'DB CPU ms/call':>15}"
+    )
     for name, row in (("bare", bare), ("billed", billed)):
         print(
             f"{name:8} {row['calls']:>8} {row['failures']:>5} {row['calls_per_s']:>9.1f} "
-            f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f}"
+            f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
+            f"{row['server_cpu_ms']:>19.2f} {row['database_cpu_ms']:>15.2f}"
         )
     print(
         f"billed/bare throughput {figures['throughput_ratio']:.2f}; "
