@@ -4,7 +4,10 @@ Both servers are uvicorn processes started with the same settings; the billed
 one authenticates an API key, rate limits, authorises, runs ``calculate`` and
 captures the charge on PostgreSQL. Concurrent clients send the same
 ``tools/call`` (the 2026-07-28 single-exchange wire the SDK client speaks) to
-each server in alternating rounds. Run by hand, never in the test suite:
+each server in alternating rounds. The clients run in this process on the same
+machine: their CPU per call is reported beside the servers' and the database's,
+because where they share the cores they bound both servers' calls/s and so the
+ratio. Run by hand, never in the test suite:
 
     createdb -h 127.0.0.1 -U postgres mcpb_bench   # once
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/mcpb_bench \\
@@ -262,7 +265,7 @@ def main() -> None:
         tokens = {"bare": None, "billed": token}
         runs: dict[str, list[dict]] = {"bare": [], "billed": []}
         processes = dict(zip(runs, servers, strict=True))
-        cpu = {name: {"server": 0.0, "database": 0.0} for name in runs}
+        cpu = {name: {"server": 0.0, "database": 0.0, "client": 0.0} for name in runs}
         billed_transactions = 0
         for name in runs:  # warm up: connections, caches, the tool catalog
             asyncio.run(load(f"http://127.0.0.1:{ports[name]}/mcp", tokens[name],
@@ -272,6 +275,7 @@ def main() -> None:
                 before = transactions()
                 server, database = server_pids(processes[name]), database_pids()
                 server_before, database_before = cpu_seconds(server), cpu_seconds(database)
+                client_before = time.process_time()  # this process is the clients
                 runs[name].append(
                     asyncio.run(
                         load(
@@ -284,6 +288,7 @@ def main() -> None:
                 )
                 cpu[name]["server"] += cpu_seconds(server) - server_before
                 cpu[name]["database"] += cpu_seconds(database) - database_before
+                cpu[name]["client"] += time.process_time() - client_before
                 if name == "billed":
                     billed_transactions += transactions() - before
     finally:
@@ -297,6 +302,7 @@ def main() -> None:
         calls = max(row["calls"] + row["failures"], 1)
         row["server_cpu_ms"] = 1000 * cpu[name]["server"] / calls
         row["database_cpu_ms"] = 1000 * cpu[name]["database"] / calls
+        row["client_cpu_ms"] = 1000 * cpu[name]["client"] / calls
     figures = {
         "machine": (
             f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
@@ -315,13 +321,14 @@ def main() -> None:
     print(f"settings: {figures['settings']}")
     print(
         f"{'':8} {'calls':>8} {'fail':>5} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'server CPU ms/call':>19} {'DB CPU ms/call':>15}"
+        f"{'server CPU ms/call':>19} {'DB CPU ms/call':>15} {'client CPU ms/call':>19}"
     )
     for name, row in (("bare", bare), ("billed", billed)):
         print(
             f"{name:8} {row['calls']:>8} {row['failures']:>5} {row['calls_per_s']:>9.1f} "
             f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
-            f"{row['server_cpu_ms']:>19.2f} {row['database_cpu_ms']:>15.2f}"
+            f"{row['server_cpu_ms']:>19.2f} {row['database_cpu_ms']:>15.2f} "
+            f"{row['client_cpu_ms']:>19.2f}"
         )
     print(
         f"billed/bare throughput {figures['throughput_ratio']:.2f}; "
