@@ -15,7 +15,7 @@ from billing import rows
 from billing.models import CreditAccount, Hold, LedgerEntry, PaymentPath, UsageRecord
 from billing.rows import batch, execute, row_insert
 from billing.services.calls import call_authorize, call_capture
-from billing.services.ledger import credit_grant
+from billing.services.ledger import ACCOUNTS_TABLE, credit_grant
 from billing.services.pricing import tool_price_active, tool_price_set
 from tests.factories import customer, priced_tool
 
@@ -23,6 +23,7 @@ pytestmark = pytest.mark.django_db
 
 
 NOW = timezone.now()
+HOLD_MORE = f"UPDATE {ACCOUNTS_TABLE} SET held_credits = held_credits + %s WHERE customer_id = %s"
 
 
 def _hold(owner, tool, **fields):
@@ -101,16 +102,14 @@ def test_a_new_price_version_applies_to_the_next_read():
 def test_a_batch_sends_queued_statements_together_and_before_any_orm_statement():
     owner = customer()
     credit_grant(customer_id=owner.pk, credits=10, idempotency_key="grant")
-    table = CreditAccount._meta.db_table
-    hold_more = f"UPDATE {table} SET held_credits = held_credits + %s WHERE customer_id = %s"
     with transaction.atomic(), batch(), CaptureQueriesContext(connection) as sent:
-        raised = execute(hold_more, [3, owner.pk])
-        missed = execute(hold_more, [1, -1])
-        returned = execute(hold_more + " RETURNING held_credits", [1, owner.pk])
+        raised = execute(HOLD_MORE, [3, owner.pk])
+        missed = execute(HOLD_MORE, [1, -1])
+        returned = execute(HOLD_MORE + " RETURNING held_credits", [1, owner.pk])
         assert returned.row() == (4,)
         assert (raised.rowcount, missed.rowcount) == (1, 0)
         queued_at_once = len(sent.captured_queries)
-        execute(hold_more, [2, owner.pk])
+        execute(HOLD_MORE, [2, owner.pk])
         # The ORM sees the queued statement: it is sent first.
         assert CreditAccount.objects.get(customer=owner).held_credits == 6
     assert queued_at_once == (1 if connection.vendor == "postgresql" else 3)
@@ -119,17 +118,13 @@ def test_a_batch_sends_queued_statements_together_and_before_any_orm_statement()
 def test_a_failed_statement_in_a_batch_raises_and_its_transaction_writes_nothing():
     owner, tool = customer(), priced_tool("echo")
     row_insert(_hold(owner, tool, idempotency_key="same"))
-    table = CreditAccount._meta.db_table
     with pytest.raises(IntegrityError), transaction.atomic(), batch():
-        execute(f"UPDATE {table} SET held_credits = 0 WHERE customer_id = %s", [owner.pk])
+        execute(f"UPDATE {ACCOUNTS_TABLE} SET held_credits = 0 WHERE customer_id = %s", [owner.pk])
         row_insert(_hold(owner, tool, idempotency_key="same"))
     assert Hold.objects.filter(idempotency_key="same").count() == 1
 
 
 # --- rows.atomic(): one transaction, one round trip when nothing is read first ----------
-
-ACCOUNTS = CreditAccount._meta.db_table
-HOLD_MORE = f"UPDATE {ACCOUNTS} SET held_credits = held_credits + %s WHERE customer_id = %s"
 
 
 class Refused(Exception):
@@ -164,7 +159,7 @@ def _transaction_open() -> bool:
 def _require_no_row(owner):
     """A required statement that finds nothing: the refusal."""
     return execute(
-        f"SELECT 1 FROM {ACCOUNTS} WHERE customer_id = %s AND balance_credits < 0",
+        f"SELECT 1 FROM {ACCOUNTS_TABLE} WHERE customer_id = %s AND balance_credits < 0",
         [owner.pk],
         required=Refused("no row"),
     )
