@@ -24,6 +24,14 @@ statement at once inside ``transaction.atomic()``.
 On PostgreSQL each session prepares a statement the first time it sends it,
 and the string carries ``EXECUTE name(values)`` (docs/decisions/0008): the
 database no longer parses and plans the same statements on every call.
+
+The gateway runs a call's two phases on its event loop (docs/decisions/0009):
+there ``loop_session`` is set, ``atomic()`` only queues, and the block's end
+hands the string to that session, which sends it as one implicit transaction
+without blocking the loop. Anything else that would talk to the database
+there (a result read before the end, a savepoint, an ORM query) raises
+``NeedsThread`` or Django's ``SynchronousOnlyOperation`` before anything of
+the block is sent, and the gateway runs the phase again on a worker thread.
 """
 
 from __future__ import annotations
@@ -33,14 +41,15 @@ import itertools
 import logging
 import re
 import tempfile
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import cache
-from typing import Any, TypeVar
+from contextvars import ContextVar
+from functools import cache, lru_cache
+from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models, transaction
+from psycopg.adapt import Transformer
 from psycopg.pq import Trace, TransactionStatus
 
 M = TypeVar("M", bound=models.Model)
@@ -56,24 +65,72 @@ def _db():
 # What the PostgreSQL function ``mcpb_require`` (migration billing 0005) raises.
 REQUIRED_MESSAGE = "mcpb_required"
 
+# Each statement's (rowcount, rows), in the order the query string ran them.
+ResultSets = list[tuple[int, Sequence[tuple]]]
+
+
+class SessionState:
+    """What a PostgreSQL session keeps for the batches: its prepared statements, and
+    how values are written into a query string as that connection's literals."""
+
+    __slots__ = ("literal", "prepared")
+
+    def __init__(self, connection) -> None:
+        self.prepared: dict[str, str | None] = {}  # SQL -> name (None: not preparable)
+        self.literal = Transformer.from_context(connection).as_literal
+
+
+class LoopSession(Protocol):
+    """A PostgreSQL session of the event loop that a phase sends its string through."""
+
+    committed: bool  # a string it sent has committed: the phase can no longer start again
+
+    @property
+    def state(self) -> SessionState:
+        """The state of the session the phase's strings go to."""
+
+    def run(self, sql: str, params: Sequence[Any] | None) -> ResultSets:
+        """Send ``sql`` with autocommit on (one implicit transaction) and wait for it.
+
+        Errors are Django's database errors, with the driver's as ``__cause__``.
+        """
+
+
+class NeedsThread(Exception):
+    """The phase needs Django's connection: run it again on a worker thread.
+
+    Raised before anything of its transaction was sent.
+    """
+
+
+# Set while the gateway runs a phase on its event loop (mcpbilling/gateway/db.py).
+loop_session: ContextVar[LoopSession | None] = ContextVar("mcpb_loop_session", default=None)
+
 
 class Result:
     """What one statement changed and returned; reading it sends its batch first."""
 
-    __slots__ = ("_batch", "_rowcount", "_rows", "_then")
+    __slots__ = ("_batch", "_ran", "_rowcount", "_rows", "_then")
 
     def __init__(self, batch: _Batch | None = None) -> None:
         self._batch = batch  # set while the statement waits in a batch
+        self._ran = False
         self._rowcount = 0
         self._rows: Sequence[tuple] = ()
         self._then: Callable[[Result], None] | None = None
 
-    def _take(self, cursor) -> None:
+    def _take(self, rowcount: int, rows: Sequence[tuple]) -> None:
         self._batch = None
-        self._rowcount = cursor.rowcount
-        self._rows = cursor.fetchall() if cursor.description else ()
+        self._ran = True
+        self._rowcount, self._rows = rowcount, rows
         if self._then is not None:
             self._then(self)
+
+    @property
+    def ran(self) -> bool:
+        """Whether the statement ran without error, even if a required statement after it
+        refused and rolled its transaction back. Never sends its batch."""
+        return self._ran
 
     def _wait(self) -> None:
         if self._batch is not None:
@@ -105,13 +162,18 @@ class _Statement:
 
 
 class _Batch:
-    """Statements waiting to be sent as one query string (PostgreSQL's simple protocol)."""
+    """Statements waiting to be sent as one query string (PostgreSQL's simple protocol).
 
-    __slots__ = ("sending", "waiting")
+    With a ``session`` (a phase on the event loop) the string goes only at the
+    block's end, through that session.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("sending", "session", "waiting")
+
+    def __init__(self, session: LoopSession | None = None) -> None:
         self.waiting: list[_Statement] = []
         self.sending = False
+        self.session = session
 
     def queue(self, sql: str, params: Sequence[Any], required: BaseException | None) -> Result:
         result = Result(self)
@@ -142,6 +204,10 @@ class _Batch:
         """
         if not self.waiting:
             return
+        if self.session is not None:
+            self._send()
+            self.session.committed = True
+            return
         db = _db()
         if db.needs_rollback:  # Django rolls the block back: nothing of it may go
             self.waiting = []
@@ -149,50 +215,73 @@ class _Batch:
         db.ensure_connection()
         raw = db.connection
         if raw.info.transaction_status != TransactionStatus.IDLE:
-            self.send()
+            self._send()
             return
         raw.autocommit = True
         try:
-            self.send()
+            self._send()
         finally:
             raw.autocommit = False
 
     def send(self) -> None:
-        """Send the waiting statements in one round trip and hand each its result."""
-        db = _db()
+        """Send what waits now, inside the open transaction, and hand each its result."""
+        if self.session is not None:  # its transaction is the string sent at the end
+            raise NeedsThread("a result is read before the end of the transaction")
+        self._send()
+
+    def _send(self) -> None:
         waiting, self.waiting = self.waiting, []
         if not waiting:
             return
         self.sending = True
+        session = self.session
         try:
-            sql = "; ".join(_prepared_text(db, waiting))
-            params = [value for statement in waiting for value in statement.params]
-            with db.cursor() as cursor:
-                cursor.execute(sql, params)
-                results = cursor.cursor  # psycopg's own: reading results raises nothing
-                for position, statement in enumerate(waiting):
-                    if position:
-                        results.nextset()
-                    statement.result._take(results)
+            results = _run(session, _batch_text(session, waiting), None)
+            for statement, (rowcount, rows) in zip(waiting, results, strict=True):
+                statement.result._take(rowcount, rows)
         except DatabaseError as exc:
-            refusal = _required_refusal(exc, waiting)
-            if refusal is None:
+            refused = _required_refused(exc)
+            if refused is None:
                 raise
-            db.errors_occurred = False  # a raised check leaves the connection sound
-            raise refusal from None
+            for statement in waiting[:refused]:
+                statement.result._ran = True
+            _sound(session)  # a raised check leaves the connection sound
+            raise waiting[refused].required from None
         finally:
             self.sending = False
 
 
-def _required_refusal(exc: DatabaseError, waiting: list[_Statement]) -> BaseException | None:
-    """The error of the required statement whose check ``exc`` is, if it is one."""
+def _run(session: LoopSession | None, sql: str, params: Sequence[Any] | None) -> ResultSets:
+    """Send ``sql`` through ``session``, or this thread's Django connection without one."""
+    if session is not None:
+        return session.run(sql, params)
+    with _db().cursor() as cursor:
+        cursor.execute(sql, params)
+        results = cursor.cursor  # psycopg's own: reading results raises nothing
+        sets = []
+        while True:
+            sets.append((results.rowcount, results.fetchall() if results.description else ()))
+            if not results.nextset():
+                return sets
+
+
+def _sound(session: LoopSession | None) -> None:
+    """After an error handled here: Django need not check the connection before reuse."""
+    if session is None:
+        _db().errors_occurred = False
+
+
+def _required_refused(exc: DatabaseError) -> int | None:
+    """The position in its batch of the required statement whose check ``exc`` is, if any."""
     diag = getattr(exc.__cause__, "diag", None)
     if diag is None or diag.message_primary != REQUIRED_MESSAGE:
         return None
-    return waiting[int(diag.message_detail)].required
+    return int(diag.message_detail)
 
 
-_local = threading.local()  # .batch: this thread's open _Batch, or None
+# The block's open _Batch, or None (a context variable: phases on one event loop
+# thread each have their own).
+_open_batch: ContextVar[_Batch | None] = ContextVar("mcpb_open_batch", default=None)
 
 # --- prepared statements (PostgreSQL) ---------------------------------------------
 # Parsing and planning the engine's statements cost the database more than running
@@ -207,13 +296,13 @@ _PREPARED_PER_SESSION = 256  # statements built from input never exhaust the ses
 _DUPLICATE_PREPARED_STATEMENT = "42P05"
 
 
-def _session_prepared(db) -> dict[str, str | None]:
-    """This session's prepared statements: SQL -> name (None: not preparable)."""
+def _session_state(db) -> SessionState:
+    """The state of this thread's session (a new session starts with none prepared)."""
     db.ensure_connection()
     raw = db.connection
-    session = getattr(db, "_mcpb_prepared", None)
-    if session is None or session[0] is not raw:  # a new session has none
-        session = db._mcpb_prepared = (raw, {})
+    session = getattr(db, "_mcpb_session", None)
+    if session is None or session[0] is not raw:
+        session = db._mcpb_session = (raw, SessionState(raw))
     return session[1]
 
 
@@ -223,31 +312,75 @@ def _numbered(sql: str) -> str:
     return re.sub(r"%[s%]", lambda m: "%" if m[0] == "%%" else f"${next(counter)}", sql)
 
 
-def _prepare(db, sql: str) -> str | None:
-    """Prepare ``sql`` in this session (no transaction open); its name, or None."""
+def _prepare(session: LoopSession | None, sql: str) -> str | None:
+    """Prepare ``sql`` in the session (no transaction open); its name, or None."""
     name = "mcpb_" + hashlib.blake2b(sql.encode(), digest_size=8).hexdigest()
     try:
-        with db.cursor() as cursor:
-            cursor.execute(f"PREPARE {name} AS {_numbered(sql)}")
+        _run(session, f"PREPARE {name} AS {_numbered(sql)}", None)
     except DatabaseError as exc:
         if getattr(exc.__cause__, "sqlstate", None) != _DUPLICATE_PREPARED_STATEMENT:
-            db.errors_occurred = False  # the session is sound: only PREPARE failed
+            _sound(session)  # the session is sound: only PREPARE failed
             logger.warning("statement left unprepared (%s): %s", exc, sql)
             return None
     return name
 
 
-def _prepared_text(db, waiting: list[_Statement]) -> Iterator[str]:
-    """Each statement as sent: ``EXECUTE`` of its prepared form where there is one.
+@lru_cache(maxsize=1024)
+def _pieces(template: str) -> tuple[bytes, ...]:
+    """``template``'s text around its ``%s`` placeholders (``%%`` is ``%``), as bytes."""
+    pieces, piece = [], []
+    for token in re.split(r"(%%|%s)", template):
+        if token == "%s":
+            pieces.append("".join(piece).encode())
+            piece = []
+        else:
+            piece.append("%" if token == "%%" else token)
+    pieces.append("".join(piece).encode())
+    return tuple(pieces)
 
-    Batches exist on PostgreSQL only, so ``db`` is one.
+
+@lru_cache(maxsize=1024)
+def _execute_template(name: str, values: int) -> str:
+    return f"EXECUTE {name}({', '.join(['%s'] * values)})" if values else f"EXECUTE {name}"
+
+
+def _batch_text(session: LoopSession | None, waiting: list[_Statement]) -> bytes:
+    """The batch as one query string, each value written in as the session's literal.
+
+    Each statement is ``EXECUTE`` of its prepared form where there is one.
+    Written here rather than by the driver, which would parse the whole
+    string again on every call (it caches only short ones).
+    """
+    state = _session_state(_db()) if session is None else session.state
+    literal = state.literal
+    texts = []
+    for statement, template in zip(waiting, _templates(session, state, waiting), strict=True):
+        pieces = _pieces(template)
+        text = [pieces[0]]
+        for value, piece in zip(statement.params, pieces[1:], strict=True):
+            text.append(b"NULL" if value is None else literal(value))
+            text.append(piece)
+        texts.append(b"".join(text))
+    return b"; ".join(texts)
+
+
+def _templates(
+    session: LoopSession | None, state: SessionState, waiting: list[_Statement]
+) -> Iterator[str]:
+    """Each statement's text with placeholders: ``EXECUTE`` of its prepared form, or its SQL.
+
+    A loop session sends only whole transactions, so it is idle whenever a
+    batch is about to go.
     """
     if not settings.DATABASE_PREPARED_STATEMENTS:
         yield from (statement.sql for statement in waiting)
         return
-    prepared = _session_prepared(db)
-    raw = db.connection
-    may_prepare = raw.autocommit and raw.info.transaction_status == TransactionStatus.IDLE
+    prepared = state.prepared
+    if session is None:
+        raw = _db().connection
+        may_prepare = raw.autocommit and raw.info.transaction_status == TransactionStatus.IDLE
+    else:
+        may_prepare = True
     for statement in waiting:
         sql = statement.sql
         if (
@@ -256,14 +389,9 @@ def _prepared_text(db, waiting: list[_Statement]) -> Iterator[str]:
             and sql.startswith(_PREPARABLE)
             and len(prepared) < _PREPARED_PER_SESSION
         ):
-            prepared[sql] = _prepare(db, sql)
+            prepared[sql] = _prepare(session, sql)
         name = prepared.get(sql)
-        if name is None:
-            yield sql
-        elif statement.params:
-            yield f"EXECUTE {name}({', '.join(['%s'] * len(statement.params))})"
-        else:
-            yield f"EXECUTE {name}"
+        yield sql if name is None else _execute_template(name, len(statement.params))
 
 
 def execute(sql: str, params: Sequence[Any], *, required: BaseException | None = None) -> Result:
@@ -273,13 +401,15 @@ def execute(sql: str, params: Sequence[Any], *, required: BaseException | None =
     return a row, else ``required`` is raised and, inside ``atomic()``, all
     the transaction's statements roll back.
     """
-    open_batch = getattr(_local, "batch", None)
+    open_batch = _open_batch.get()
     if open_batch is not None:
         return open_batch.queue(sql, params, required)
+    if loop_session.get() is not None:
+        raise NeedsThread("a statement outside a transaction")
     result = Result()
     with _db().cursor() as cursor:
         cursor.execute(sql, params)
-        result._take(cursor)
+        result._take(cursor.rowcount, cursor.fetchall() if cursor.description else ())
     if required is not None and not result._rows:
         raise required
     return result
@@ -287,20 +417,24 @@ def execute(sql: str, params: Sequence[Any], *, required: BaseException | None =
 
 def _send_batch_first(execute_, sql, params, many, context):
     """Statements queued before this one (an ORM one, or the batch itself) go first."""
-    open_batch = getattr(_local, "batch", None)
+    open_batch = _open_batch.get()
     if open_batch is not None:
         open_batch.before_statement()
     return execute_(sql, params, many, context)
 
 
 @contextmanager
-def _batched() -> Iterator[_Batch]:
-    _local.batch = _Batch()
+def _batched(session: LoopSession | None = None) -> Iterator[_Batch]:
+    queued = _Batch(session)
+    token = _open_batch.set(queued)
     try:
-        with _db().execute_wrapper(_send_batch_first):
-            yield _local.batch
+        if session is not None:  # nothing goes through Django's connection
+            yield queued
+        else:
+            with _db().execute_wrapper(_send_batch_first):
+                yield queued
     finally:
-        _local.batch = None
+        _open_batch.reset(token)
 
 
 @contextmanager
@@ -308,9 +442,11 @@ def batch() -> Iterator[None]:
     """Inside an open transaction, send the statements run inside in as few round trips
     as their results allow (on PostgreSQL; elsewhere each runs at once).
     """
-    if _db().vendor != "postgresql" or getattr(_local, "batch", None) is not None:
+    if _open_batch.get() is not None or _db().vendor != "postgresql":
         yield
         return
+    if loop_session.get() is not None:
+        raise NeedsThread("statements outside a transaction")
     with _batched() as queued:
         yield
         queued.send()
@@ -322,14 +458,19 @@ def atomic() -> Iterator[None]:
     results allow: one, as an implicit transaction, when nothing is read before the end.
 
     Inside another transaction it is a savepoint, as ``transaction.atomic()``
-    is, and statements are batched the same way.
+    is, and statements are batched the same way. In a phase on the event loop
+    it only queues, and the end sends the string through the loop's session.
     """
+    session = loop_session.get()
+    if session is not None:
+        if _open_batch.get() is not None:
+            raise NeedsThread("a savepoint")
+        with _batched(session) as queued:
+            yield
+            queued.end()
+        return
     db = _db()
-    if (
-        db.vendor != "postgresql"
-        or db.in_atomic_block
-        or getattr(_local, "batch", None) is not None
-    ):
+    if db.vendor != "postgresql" or db.in_atomic_block or _open_batch.get() is not None:
         with transaction.atomic(), batch():
             yield
         return

@@ -322,11 +322,13 @@ def call_authorize(
                 raise ApplicationError(
                     "tool_not_priced", f"Tool {tool.name!r} has no price.", status=404
                 )
+            confirmed = None
             try:
                 with atomic():
                     commit_unflushed()  # a hold needs no flush to disk of its own (ADR 0006)
                     if check is not None:
-                        check.confirm()  # first: a replaced price rolls back before a refusal
+                        # First: a replaced price rolls back before a refusal.
+                        confirmed = check.confirm()
                     hold = _authorize(
                         customer,
                         plan,
@@ -340,8 +342,11 @@ def call_authorize(
             except PriceChanged:
                 continue
             except ApplicationError:
-                # A refusal counts only if it was made at the active price.
-                if check is None or check.still_active():
+                # A refusal counts only if it was made at the active price: one the
+                # database made after confirming it was, one made before is asked again.
+                if check is None or (confirmed is not None and confirmed.ran):
+                    raise
+                if check.still_active():
                     raise
         raise ApplicationError(
             "price_conflict", f"The price of {tool.name!r} keeps changing; retry.", status=409
@@ -506,6 +511,18 @@ def _balance(hold: Hold) -> int | None:
     return credit_balance(customer_id=hold.customer_id, plan=hold.plan)
 
 
+def _balance_queued(hold: Hold) -> Callable[[], int | None]:
+    """The credits left, read last in the settle's own transaction (no round trip of its
+    own); the answer is None on a plan without credits, as ``credit_balance`` says."""
+    if hold.plan is None or hold.plan.billing_model != BillingModel.CREDITS:
+        return lambda: None
+    read = execute(
+        f"SELECT balance_credits FROM {ACCOUNTS_TABLE} WHERE customer_id = %s",  # noqa: S608
+        [hold.customer_id],
+    )
+    return lambda: row[0] if (row := read.row()) is not None else None
+
+
 def _settled(hold: Hold) -> Settlement:
     """What settled ``hold`` earlier, or ``hold_lost`` when no such hold exists (ADR 0006)."""
     settled = (
@@ -594,7 +611,7 @@ def call_capture(
         usage = _usage_write(hold, **usage_written, response=response)
         if hold.path == PaymentPath.METERED:
             _meter_event_enqueue(hold, usage, now)
-        return _answer(hold, captured, now, usage, lambda: _balance(hold))
+        return _answer(hold, captured, now, usage, _balance_queued(hold))
 
     return _settle(hold or hold_id, capture)
 
@@ -643,7 +660,7 @@ def _release(
     usage = _usage_write(
         hold, charged=False, outcome=outcome, duration_ms=duration_ms, response=None
     )
-    return _answer(hold, status, now, usage, lambda: _balance(hold))
+    return _answer(hold, status, now, usage, _balance_queued(hold))
 
 
 def call_release(

@@ -156,14 +156,16 @@ class PriceCheck:
     key: tuple | None  # the expected version's (id, created_at), as the active read returns it
     expected: ToolPrice | None
 
-    def confirm(self) -> None:
+    def confirm(self) -> Result:
         """Queue the check that the expected version is still the newest one.
 
         A required statement: when a newer version came in meanwhile, the
         caller's transaction rolls back with ``PriceChanged`` (ask again with
         ``fresh=True``). Costs no round trip when the batch is sent anyway.
+        Once its result ``ran``, what the transaction decided after it was
+        decided at this price.
         """
-        execute(
+        return execute(
             f"SELECT 1 FROM (SELECT id, created_at FROM {ToolPrice._meta.db_table} "  # noqa: S608
             "WHERE tool_id = %s ORDER BY version DESC LIMIT 1) AS active "
             "WHERE id = %s AND created_at = %s",

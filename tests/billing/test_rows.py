@@ -79,6 +79,41 @@ def test_rows_match_what_save_writes():
     assert (stored.hold_id, stored.api_key_id, stored.credits) == (fast.pk, None, 2)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_values_written_into_a_batch_string_are_stored_as_given():
+    """On PostgreSQL a batch's values are written into its query string as literals."""
+    owner, tool = customer(), priced_tool("echo", credits=2)
+    key = "it's 100%s %% ; DROP TABLE x; -- ünï\\code"
+    response = {"text": "a 'quoted' %s \"value\"", "n": [1, None, 2.5], "e": "😀"}
+    with rows.atomic():
+        hold = row_insert(_hold(owner, tool, idempotency_key=key))
+    with rows.atomic():  # a usage row names its hold: the hold's id is known once sent
+        usage = row_insert(
+            UsageRecord(
+                hold=hold,
+                customer=owner,
+                tool=tool,
+                path=hold.path,
+                outcome=UsageRecord.Outcome.SUCCESS,
+                charged=True,
+                amount_microcents=hold.amount_microcents,
+                credits=2,
+                idempotency_key=key,
+                response=response,
+                period_start=hold.period_start,
+            )
+        )
+        found = execute(
+            f"SELECT count(*) FROM {Hold._meta.db_table} WHERE idempotency_key = %s "
+            "AND id IS NOT NULL AND %s IS NULL",
+            [key, None],
+        )
+    stored = UsageRecord.objects.get(pk=usage.pk)
+    assert (stored.idempotency_key, stored.response) == (key, response)
+    assert Hold.objects.get(pk=hold.pk).idempotency_key == key
+    assert found.row() == (1,)
+
+
 def test_a_database_error_reaches_the_caller_and_writes_nothing():
     owner, tool = customer(), priced_tool("echo")
     row_insert(_hold(owner, tool, idempotency_key="same"))
