@@ -97,6 +97,11 @@ else:
 # The charge engine prepares its statements once per PostgreSQL session; turn off
 # behind a pooler that shares sessions between clients (PgBouncer's transaction mode).
 DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
+# On PostgreSQL the gateway sends a call's authorise and settle from its event loop,
+# on sessions of its own (at most this many per server process), instead of from
+# worker threads through Django's connections (docs/decisions/0009).
+GATEWAY_DB_ON_LOOP = env.bool("GATEWAY_DB_ON_LOOP", default=True)
+GATEWAY_DB_LOOP_SESSIONS = env.int("GATEWAY_DB_LOOP_SESSIONS", default=10)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (API-key lookups, rate limits) ---------------------------------

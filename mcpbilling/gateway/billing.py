@@ -29,7 +29,7 @@ from billing.services.pricing import microcents_to_decimal
 from customers.authentication import Principal
 from mcpbilling.errors import ApplicationError
 from mcpbilling.gateway.catalog import Offer
-from mcpbilling.gateway.db import run_db
+from mcpbilling.gateway.db import LoopDatabase, run_phase
 from mcpbilling.gateway.errors import refusal_result
 from mcpbilling.gateway.ratelimit import RateLimiter
 from mcpbilling.gateway.registry import error_result
@@ -116,6 +116,7 @@ async def billed_call(
     idempotency_key: str | None,
     limiter: RateLimiter,
     upstreams: UpstreamPool,
+    database: LoopDatabase | None = None,
 ) -> types.CallToolResult:
     """Run one call of ``offer`` for ``principal``, charged at most once."""
     try:
@@ -123,8 +124,12 @@ async def billed_call(
         # Shielded: a call cancelled while the hold is written still sees the hold and
         # releases it below, instead of leaving it reserved until it goes stale.
         with anyio.CancelScope(shield=True):
-            begun = await run_db(
-                call_begin, principal=principal, offer=offer, idempotency_key=idempotency_key
+            begun = await run_phase(
+                database,
+                call_begin,
+                principal=principal,
+                offer=offer,
+                idempotency_key=idempotency_key,
             )
     except ApplicationError as exc:
         return refusal_result(exc)
@@ -155,7 +160,8 @@ async def billed_call(
         if produced and idempotency_key is not None:  # kept only to answer a repeat
             response = result.model_dump(by_alias=True, mode="json", exclude_none=True)
         with anyio.CancelScope(shield=True):
-            settlement = await run_db(
+            settlement = await run_phase(
+                database,
                 call_settle,
                 hold=begun,
                 outcome=outcome,

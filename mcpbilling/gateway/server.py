@@ -31,7 +31,7 @@ from customers.authentication import Principal, authenticate, principal_recent
 from mcpbilling.errors import ApplicationError
 from mcpbilling.gateway.billing import IDEMPOTENCY_META_KEY, billed_call
 from mcpbilling.gateway.catalog import InvalidArguments, catalog
-from mcpbilling.gateway.db import run_db
+from mcpbilling.gateway.db import LoopDatabase, loop_database, run_db
 from mcpbilling.gateway.errors import unauthorized_response
 from mcpbilling.gateway.ratelimit import RateLimiter, rate_limiter
 from mcpbilling.gateway.registry import tools_sync_python
@@ -45,10 +45,12 @@ MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 @dataclass(frozen=True)
 class GatewayState:
-    """What lives as long as the server: the rate limiter and the upstream connections."""
+    """What lives as long as the server: the rate limiter, the upstream connections
+    and the loop's database sessions (None: the engine's phases run on threads)."""
 
     limiter: RateLimiter
     upstreams: UpstreamPool
+    database: LoopDatabase | None
 
 
 @asynccontextmanager
@@ -58,8 +60,12 @@ async def _lifespan(_: Server[GatewayState]) -> AsyncIterator[GatewayState]:
             await run_db(tools_sync_python)
         except Exception:  # the endpoint still serves the tools that have rows
             logger.exception("could not sync the Python tools at start-up")
-    async with rate_limiter() as limiter, anyio.create_task_group() as task_group:
-        yield GatewayState(limiter=limiter, upstreams=UpstreamPool(task_group))
+    async with (
+        rate_limiter() as limiter,
+        loop_database() as database,
+        anyio.create_task_group() as task_group,
+    ):
+        yield GatewayState(limiter=limiter, upstreams=UpstreamPool(task_group), database=database)
         task_group.cancel_scope.cancel()  # closes the upstream connections
 
 
@@ -124,6 +130,7 @@ async def _call_tool(
         idempotency_key=_idempotency_key(ctx.params),
         limiter=ctx.lifespan_context.limiter,
         upstreams=ctx.lifespan_context.upstreams,
+        database=ctx.lifespan_context.database,
     )
 
 
