@@ -92,11 +92,12 @@ def _django_error(exc: psycopg.Error) -> DatabaseError:
 class _Connection:
     """One of the loop's PostgreSQL sessions and what it keeps for the batches."""
 
-    __slots__ = ("raw", "state")
+    __slots__ = ("close_at", "raw", "state")
 
-    def __init__(self, raw: psycopg.AsyncConnection) -> None:
+    def __init__(self, raw: psycopg.AsyncConnection, max_age: float | None) -> None:
         self.raw = raw
         self.state = rows.SessionState(raw)
+        self.close_at = None if max_age is None else time.monotonic() + max_age
 
 
 class LoopDatabase:
@@ -104,8 +105,8 @@ class LoopDatabase:
 
     Autocommit sessions with the driver's client-side binding, as Django's
     own, so the engine's query strings go unchanged. At most ``size`` are
-    open; a phase waits for one when all are busy. A session that broke or
-    was left in a transaction is closed, not reused.
+    open; a phase waits for one when all are busy. A session that broke, was
+    left in a transaction or outlived ``CONN_MAX_AGE`` is closed, not reused.
     """
 
     def __init__(self, *, size: int) -> None:
@@ -115,17 +116,17 @@ class LoopDatabase:
         # operations and value preparation only, it never connects (on the loop
         # Django refuses to). One for all: a new context would build one per phase.
         self.django = connections.create_connection(DEFAULT_DB_ALIAS)
-        self.phases_on_loop = 0  # phases finished on the loop (for the tests and the probe)
+        self.phases_on_loop = 0  # phases finished on the loop (the tests read these)
         self.phases_on_thread = 0  # phases that went to a worker thread instead
 
     async def _connect(self) -> _Connection:
-        db = connections[DEFAULT_DB_ALIAS]
+        db = self.django
         params = {**db.get_connection_params(), "autocommit": True}
         params["cursor_factory"] = psycopg.AsyncClientCursor
         raw = await psycopg.AsyncConnection.connect(**params)
         # Django sets the session's time zone the same way (DatabaseWrapper.ensure_timezone).
         await raw.execute("SELECT set_config('TimeZone', %s, false)", [db.timezone_name])
-        return _Connection(raw)
+        return _Connection(raw, db.settings_dict["CONN_MAX_AGE"])
 
     async def acquire(self) -> _Connection:
         await self._slots.acquire()
@@ -138,7 +139,8 @@ class LoopDatabase:
     async def release(self, connection: _Connection) -> None:
         try:
             raw = connection.raw
-            if raw.closed or raw.info.transaction_status != TransactionStatus.IDLE:
+            expired = connection.close_at is not None and time.monotonic() >= connection.close_at
+            if expired or raw.closed or raw.info.transaction_status != TransactionStatus.IDLE:
                 await raw.close()
             else:
                 self._idle.append(connection)
@@ -177,7 +179,10 @@ class _LoopSession:
 
     async def connect(self) -> None:
         if self._connection is None:
-            self._connection = await self.database.acquire()
+            try:
+                self._connection = await self.database.acquire()
+            except psycopg.Error as exc:  # as Django's connect would raise it
+                raise _django_error(exc) from exc
 
     async def _run(self, sql: str, params: Sequence[Any] | None) -> rows.ResultSets:
         await self.connect()
