@@ -1,10 +1,13 @@
 """One client, one process: wall time, Python CPU and statements of one authorise + capture.
 
+With ``--loop`` the two phases run as the gateway runs them on PostgreSQL: on an
+event loop, through ``run_phase`` and the loop's own session (ADR 0009).
+
 Uses the customers and tool ``bench/ledger/run.py`` prepares (run it once first).
 Run by hand, never in the test suite:
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/mcpb_bench \\
-        .venv/bin/python bench/ledger/probe.py --calls 1000 [--profile]
+        .venv/bin/python bench/ledger/probe.py --calls 1000 [--loop] [--profile]
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--profile", action="store_true", help="print a cProfile top list")
+    parser.add_argument("--loop", action="store_true", help="the phases on an event loop")
     args = parser.parse_args()
 
     import django
@@ -44,34 +48,60 @@ def main() -> None:
     tool = Tool.objects.get(name="bench_tool")
     customer = Customer.objects.select_related("plan").get(email="bench-1@example.com")
 
-    def one() -> None:
-        call_capture(hold=call_authorize(customer=customer, tool=tool))
+    def calls(count: int) -> None:
+        for _ in range(count):
+            call_capture(hold=call_authorize(customer=customer, tool=tool))
 
-    for _ in range(200):  # warm connections and caches
-        one()
+    if args.loop:
+        calls = _on_loop(customer, tool)
+
+    calls(200)  # warm connections and caches
     wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(args.calls):
-        one()
+    calls(args.calls)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    print(f"{connection.vendor}, {args.calls} calls, one client")
+    path = "phases on an event loop" if args.loop else "phases on this thread"
+    print(f"{connection.vendor}, {args.calls} calls, one client, {path}")
     print(f"wall {1000 * wall / args.calls:.2f} ms/call, Python CPU {1000 * cpu / args.calls:.2f}")
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and not args.loop:
         with queries_sent() as queries:
-            one()
+            calls(1)
         print(f"{len(queries)} round trips:")
         for query in queries:
             print("  ", query[:110])
     if args.profile:
         profile = cProfile.Profile()
         profile.enable()
-        for _ in range(args.calls):
-            one()
+        calls(args.calls)
         profile.disable()
         out = io.StringIO()
         pstats.Stats(profile, stream=out).sort_stats(
             os.environ.get("PROFILE_SORT", "cumulative")
         ).print_stats(40)
         print(out.getvalue())
+
+
+def _on_loop(customer, tool):
+    """``calls(count)`` running each phase with ``run_phase`` on one event loop."""
+    import asyncio
+
+    from billing.services.calls import call_authorize, call_capture
+    from mcpbilling.gateway.db import LoopDatabase, run_phase
+
+    loop = asyncio.new_event_loop()
+    database = LoopDatabase(size=1)
+
+    async def many(count: int) -> None:
+        for _ in range(count):
+            hold = await run_phase(database, call_authorize, customer=customer, tool=tool)
+            await run_phase(database, call_capture, hold=hold)
+
+    def calls(count: int) -> None:
+        went = database.phases_on_thread
+        loop.run_until_complete(many(count))
+        if count > 1 and database.phases_on_thread - went > 1:  # the first reads the price
+            raise RuntimeError(f"{database.phases_on_thread - went} phases went to a thread")
+
+    return calls
 
 
 if __name__ == "__main__":
