@@ -13,7 +13,7 @@ import threading
 import anyio
 import pytest
 from django.core.exceptions import SynchronousOnlyOperation
-from django.db import connection
+from django.db import OperationalError, connection
 
 from billing.models import CreditAccount, Hold, LedgerEntry, UsageRecord
 from billing.rows import atomic, execute
@@ -21,7 +21,7 @@ from billing.services.calls import call_authorize, call_capture
 from billing.services.ledger import ACCOUNTS_TABLE, credit_grant
 from customers.models import Customer
 from mcpbilling.errors import ApplicationError
-from mcpbilling.gateway.db import LoopDatabase, run_phase
+from mcpbilling.gateway.db import LoopDatabase, loop_database, run_db, run_phase
 from tests.factories import customer, priced_tool
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -178,3 +178,42 @@ def test_the_loop_sessions_are_closed_with_the_database():
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
         assert cursor.fetchone()[0] == 0
+
+
+def _terminate(pid: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+def test_a_broken_session_fails_its_phase_and_is_replaced():
+    owner, tool = _funded(5), priced_tool("echo", credits=1)
+    call_authorize(customer=owner, tool=tool)  # the price is known from now
+
+    async def work(database):
+        await run_phase(database, call_authorize, customer=owner, tool=tool)
+        (session,) = database._idle
+        await run_db(_terminate, session.raw.info.backend_pid)  # the database ends it
+        with pytest.raises(OperationalError):
+            await run_phase(database, call_authorize, customer=owner, tool=tool)
+        await run_phase(database, call_authorize, customer=owner, tool=tool)
+        (replacement,) = database._idle
+        return session.raw, replacement.raw
+
+    (broken, replacement), database = on_loop(work)
+
+    assert broken.closed and broken is not replacement
+    assert database.phases_on_thread == 0
+    assert _account(owner) == (5, 3)  # the first authorisation, then two on the loop
+
+
+@pytest.mark.parametrize("on_loop_setting", [True, False])
+def test_the_setting_decides_whether_the_loop_has_sessions(settings, on_loop_setting):
+    settings.GATEWAY_DB_ON_LOOP = on_loop_setting
+
+    async def main():
+        async with loop_database() as database:
+            return database
+
+    database = anyio.run(main)
+
+    assert isinstance(database, LoopDatabase) is on_loop_setting
