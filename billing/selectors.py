@@ -7,9 +7,14 @@ from django.db.models import Sum
 from billing.models import BillingModel, CreditAccount, LedgerEntry, Plan
 
 
+def plan_uses_credits(plan: Plan | None) -> bool:
+    """Whether customers on ``plan`` pay with credits (and so have a balance to show)."""
+    return plan is not None and plan.billing_model == BillingModel.CREDITS
+
+
 def credit_balance(*, customer_id: int, plan: Plan | None) -> int | None:
     """The customer's credit balance, or None when its plan does not use credits."""
-    if plan is None or plan.billing_model != BillingModel.CREDITS:
+    if not plan_uses_credits(plan):
         return None
     return (
         CreditAccount.objects.filter(customer_id=customer_id)

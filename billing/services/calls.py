@@ -45,7 +45,7 @@ from billing.models import (
     UsageRecord,
 )
 from billing.rows import atomic, commit_unflushed, db_value, execute, row_insert
-from billing.selectors import credit_balance
+from billing.selectors import credit_balance, plan_uses_credits
 from billing.services.ledger import ACCOUNTS_TABLE, debit_record, held_credits_take
 from billing.services.pricing import (
     PriceChanged,
@@ -344,9 +344,11 @@ def call_authorize(
             except ApplicationError:
                 # A refusal counts only if it was made at the active price: one the
                 # database made after confirming it was, one made before is asked again.
-                if check is None or (confirmed is not None and confirmed.ran):
-                    raise
-                if check.still_active():
+                if (
+                    check is None
+                    or (confirmed is not None and confirmed.ran)
+                    or check.still_active()
+                ):
                     raise
         raise ApplicationError(
             "price_conflict", f"The price of {tool.name!r} keeps changing; retry.", status=409
@@ -514,7 +516,7 @@ def _balance(hold: Hold) -> int | None:
 def _balance_queued(hold: Hold) -> Callable[[], int | None]:
     """The credits left, read last in the settle's own transaction (no round trip of its
     own); the answer is None on a plan without credits, as ``credit_balance`` says."""
-    if hold.plan is None or hold.plan.billing_model != BillingModel.CREDITS:
+    if not plan_uses_credits(hold.plan):
         return lambda: None
     read = execute(
         f"SELECT balance_credits FROM {ACCOUNTS_TABLE} WHERE customer_id = %s",  # noqa: S608

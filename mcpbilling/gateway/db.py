@@ -19,8 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 import psycopg
 from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
-from django.db import utils as db_errors
+from django.db import DEFAULT_DB_ALIAS, connections
 from greenlet import greenlet
 from psycopg.pq import TransactionStatus
 
@@ -70,23 +69,6 @@ async def run_db(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
 
 
 # --- the hot phases on the event loop (docs/decisions/0009) ----------------------
-
-
-def _django_error(exc: psycopg.Error) -> DatabaseError:
-    """``exc`` as Django's own error class, as Django's cursor would raise it."""
-    for name in (
-        "DataError",
-        "OperationalError",
-        "IntegrityError",
-        "InternalError",
-        "ProgrammingError",
-        "NotSupportedError",
-        "DatabaseError",
-        "InterfaceError",
-    ):
-        if isinstance(exc, getattr(psycopg, name)):
-            return getattr(db_errors, name)(*exc.args)
-    return db_errors.Error(*exc.args)
 
 
 class _Connection:
@@ -179,24 +161,22 @@ class _LoopSession:
 
     async def connect(self) -> None:
         if self._connection is None:
-            try:
+            # Driver errors become Django's, as Django's own connect and cursors raise them.
+            with self.database.django.wrap_database_errors:
                 self._connection = await self.database.acquire()
-            except psycopg.Error as exc:  # as Django's connect would raise it
-                raise _django_error(exc) from exc
 
     async def _run(self, sql: str, params: Sequence[Any] | None) -> rows.ResultSets:
         await self.connect()
         cursor = self._connection.raw.cursor()
         try:
-            await cursor.execute(sql, params)
-            sets = []
-            while True:
-                fetched = await cursor.fetchall() if cursor.description else ()
-                sets.append((cursor.rowcount, fetched))
-                if not cursor.nextset():
-                    return sets
-        except psycopg.Error as exc:
-            raise _django_error(exc) from exc
+            with self.database.django.wrap_database_errors:
+                await cursor.execute(sql, params)
+                sets = []
+                while True:
+                    fetched = await cursor.fetchall() if cursor.description else ()
+                    sets.append((cursor.rowcount, fetched))
+                    if not cursor.nextset():
+                        return sets
         finally:
             await cursor.close()
 

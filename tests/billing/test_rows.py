@@ -43,6 +43,22 @@ def _hold(owner, tool, **fields):
     )
 
 
+def _usage(hold, **fields):
+    """The charged usage row of ``hold`` (2 credits)."""
+    return UsageRecord(
+        hold=hold,
+        customer=hold.customer,
+        tool=hold.tool,
+        path=hold.path,
+        outcome=UsageRecord.Outcome.SUCCESS,
+        charged=True,
+        amount_microcents=hold.amount_microcents,
+        credits=2,
+        period_start=hold.period_start,
+        **fields,
+    )
+
+
 def _stored(model, pk) -> dict:
     row = model.objects.get(pk=pk)
     return {**model_to_dict(row), "created_at": row.created_at}
@@ -61,18 +77,7 @@ def test_rows_match_what_save_writes():
     assert fast.created_at == Hold.objects.get(pk=fast.pk).created_at
 
     usage = row_insert(
-        UsageRecord(
-            hold=fast,
-            customer=owner,
-            tool=tool,
-            path=fast.path,
-            outcome=UsageRecord.Outcome.SUCCESS,
-            charged=True,
-            amount_microcents=fast.amount_microcents,
-            credits=2,
-            response={"content": [{"type": "text", "text": "ünïcode"}], "n": [1, None]},
-            period_start=fast.period_start,
-        )
+        _usage(fast, response={"content": [{"type": "text", "text": "ünïcode"}], "n": [1, None]})
     )
     stored = UsageRecord.objects.get(pk=usage.pk)  # a uuid7 made by the model, not the database
     assert stored.response == {"content": [{"type": "text", "text": "ünïcode"}], "n": [1, None]}
@@ -88,21 +93,7 @@ def test_values_written_into_a_batch_string_are_stored_as_given():
     with rows.atomic():
         hold = row_insert(_hold(owner, tool, idempotency_key=key))
     with rows.atomic():  # a usage row names its hold: the hold's id is known once sent
-        usage = row_insert(
-            UsageRecord(
-                hold=hold,
-                customer=owner,
-                tool=tool,
-                path=hold.path,
-                outcome=UsageRecord.Outcome.SUCCESS,
-                charged=True,
-                amount_microcents=hold.amount_microcents,
-                credits=2,
-                idempotency_key=key,
-                response=response,
-                period_start=hold.period_start,
-            )
-        )
+        usage = row_insert(_usage(hold, idempotency_key=key, response=response))
         found = execute(
             f"SELECT count(*) FROM {Hold._meta.db_table} WHERE idempotency_key = %s "
             "AND id IS NOT NULL AND %s IS NULL",
