@@ -32,6 +32,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from bench.cpu import cpu_seconds, database_pids  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcpbilling.settings")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mcpb_bench")
 
@@ -201,34 +203,12 @@ def tidy_database() -> None:
         )
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU the processes have used so far (Linux /proc), seconds."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except FileNotFoundError:  # a backend that has exited
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def server_pids(server: subprocess.Popen) -> list[int]:
     """uvicorn's process and its workers (with --workers > 1 they are its children)."""
     children = subprocess.run(
         ["pgrep", "-P", str(server.pid)], capture_output=True, text=True, check=False
     ).stdout.split()
     return [server.pid, *map(int, children)]
-
-
-def database_pids() -> list[int]:
-    """The PostgreSQL server's processes (backends and background workers)."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity")
-        return [pid for (pid,) in cursor.fetchall()]
 
 
 def transactions() -> int:

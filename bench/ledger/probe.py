@@ -7,7 +7,11 @@ Uses the customers and tool ``bench/ledger/run.py`` prepares (run it once first)
 Run by hand, never in the test suite:
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/mcpb_bench \\
-        .venv/bin/python bench/ledger/probe.py --calls 1000 [--loop] [--profile]
+        .venv/bin/python bench/ledger/probe.py --calls 1000 [--loop [--gap-ms 4]] [--profile]
+
+``--gap-ms`` waits that long on the loop after each phase, as the tool's run
+and the client's turn do in the server: the CPU a call costs grows when the
+processes sleep between phases (caches go cold), which a tight loop hides.
 """
 
 from __future__ import annotations
@@ -33,13 +37,19 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--profile", action="store_true", help="print a cProfile top list")
     parser.add_argument("--loop", action="store_true", help="the phases on an event loop")
+    parser.add_argument(
+        "--gap-ms", type=float, default=0, help="with --loop: idle time after each phase"
+    )
     args = parser.parse_args()
+    if args.gap_ms and not args.loop:
+        parser.error("--gap-ms needs --loop")
 
     import django
 
     django.setup()
     from django.db import connection
 
+    from bench.cpu import cpu_seconds, database_pids
     from billing.models import Tool
     from billing.rows import queries_sent
     from billing.services.calls import call_authorize, call_capture
@@ -53,15 +63,23 @@ def main() -> None:
             call_capture(hold=call_authorize(customer=customer, tool=tool))
 
     if args.loop:
-        calls = _on_loop(customer, tool)
+        calls = _on_loop(customer, tool, gap_s=args.gap_ms / 1000)
 
     calls(200)  # warm connections and caches
+    postgres = database_pids() if connection.vendor == "postgresql" else []
+    database = cpu_seconds(postgres)
     wall, cpu = time.perf_counter(), time.process_time()
     calls(args.calls)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    database = cpu_seconds(postgres) - database
     path = "phases on an event loop" if args.loop else "phases on this thread"
+    if args.gap_ms:
+        path += f", {args.gap_ms:g} ms idle after each phase"
     print(f"{connection.vendor}, {args.calls} calls, one client, {path}")
-    print(f"wall {1000 * wall / args.calls:.2f} ms/call, Python CPU {1000 * cpu / args.calls:.2f}")
+    print(
+        f"wall {1000 * wall / args.calls:.2f} ms/call, Python CPU {1000 * cpu / args.calls:.2f}"
+        + (f", PostgreSQL CPU {1000 * database / args.calls:.2f}" if database else "")
+    )
     if connection.vendor == "postgresql" and not args.loop:
         with queries_sent() as queries:
             calls(1)
@@ -80,8 +98,9 @@ def main() -> None:
         print(out.getvalue())
 
 
-def _on_loop(customer, tool):
-    """``calls(count)`` running each phase with ``run_phase`` on one event loop."""
+def _on_loop(customer, tool, *, gap_s: float = 0):
+    """``calls(count)`` running each phase with ``run_phase`` on one event loop,
+    idle for ``gap_s`` after each."""
     import asyncio
 
     from billing.services.calls import call_authorize, call_capture
@@ -93,7 +112,11 @@ def _on_loop(customer, tool):
     async def many(count: int) -> None:
         for _ in range(count):
             hold = await run_phase(database, call_authorize, customer=customer, tool=tool)
+            if gap_s:
+                await asyncio.sleep(gap_s)
             await run_phase(database, call_capture, hold=hold)
+            if gap_s:
+                await asyncio.sleep(gap_s)
 
     def calls(count: int) -> None:
         went = database.phases_on_thread
