@@ -19,8 +19,8 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def database_pids() -> list[int]:
-    """The PostgreSQL server's processes (backends and background workers), when the
-    database runs on this machine."""
+    """The PostgreSQL server's processes (backends and background workers); ``cpu_seconds``
+    reads them only when the database runs on this machine."""
     from django.db import connection
 
     with connection.cursor() as cursor:
