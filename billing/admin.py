@@ -21,7 +21,7 @@ from billing.models import (
     UpstreamServer,
     UsageRecord,
 )
-from billing.services.calls import call_release
+from billing.services.calls import holds_abandon
 from billing.services.ledger import usage_refund
 from billing.services.outbox import outbox_requeue
 from billing.services.pricing import tiers_validate, tool_price_set
@@ -248,20 +248,20 @@ class HoldAdmin(ReadOnlyAdmin):
         "tool",
         "path",
         "status",
+        "spare",
         "credits",
         "amount_microcents",
         "created_at",
         "expires_at",
     )
-    list_filter = ("status", "path")
+    list_filter = ("status", "path", "spare")
     search_fields = ("customer__email", "tool__name", "idempotency_key")
     actions = ["release"]
 
     @admin.action(description="Release the selected open holds (charge nothing)")
     def release(self, request, queryset):
-        for hold in queryset.filter(status=Hold.Status.HELD):
-            call_release(hold_id=hold.pk, outcome="cancelled")
-        self.message_user(request, "Released.")
+        holds_abandon(queryset, outcome=UsageRecord.Outcome.CANCELLED)
+        self.message_user(request, "Released (spares returned).")
 
 
 @admin.register(UsageRecord)

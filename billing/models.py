@@ -373,6 +373,7 @@ class Hold(models.Model):
         CAPTURED = "captured", "Captured"
         RELEASED = "released", "Released"
         EXPIRED = "expired", "Expired (never settled)"
+        RETURNED = "returned", "Returned (a spare no call used)"
 
     # Every call inserts a hold and settling changes its status, which every index of
     # the table then gets a new entry for: only the indexes queries use are kept (a
@@ -410,6 +411,9 @@ class Hold(models.Model):
     counted_key_budget = models.BooleanField(default=False)
     # The client's key; NULL (not "") when absent, so the unique constraint skips it.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    # Authorised ahead, beside an earlier call's hold, for a later call of the same key
+    # and tool (docs/decisions/0010); one no call was given is returned, with no usage.
+    spare = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()  # indexed while held (hold_open)
     settled_at = models.DateTimeField(null=True, blank=True)

@@ -146,6 +146,11 @@ class Result:
         self._wait()
         return self._rows[0] if self._rows else None
 
+    def rows(self) -> Sequence[tuple]:
+        """Every row it returned."""
+        self._wait()
+        return self._rows
+
     def then(self, fn: Callable[[Result], None]) -> None:
         """Call ``fn(self)`` once the statement has run, without sending its batch for it."""
         if self._batch is None:
@@ -496,20 +501,29 @@ def commit_unflushed() -> None:
 
 
 @cache
-def _insert_plan(model: type[models.Model]) -> tuple[str, tuple[models.Field, ...], bool]:
-    """(SQL, the fields in its column order, whether the database makes the primary key)."""
+def insert_columns(model: type[models.Model]) -> tuple[str, tuple[models.Field, ...]]:
+    """``INSERT INTO table (columns)`` of ``model`` and its fields in that column order,
+    without a primary key the database makes."""
     meta = model._meta
     db_made_pk = isinstance(meta.pk, models.AutoField)  # Big and Small auto fields subclass it
     fields = tuple(f for f in meta.concrete_fields if not (db_made_pk and f.primary_key))
     quote = _db().ops.quote_name
-    # Names come from the model, never from input; values are parameters.
-    sql = "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608
-        quote(meta.db_table),
-        ", ".join(quote(f.column) for f in fields),
-        ", ".join(["%s"] * len(fields)),
+    # Names come from the model, never from input.
+    sql = "INSERT INTO {} ({})".format(
+        quote(meta.db_table), ", ".join(quote(f.column) for f in fields)
     )
+    return sql, fields
+
+
+@cache
+def _insert_plan(model: type[models.Model]) -> tuple[str, tuple[models.Field, ...], bool]:
+    """(SQL, the fields in its column order, whether the database makes the primary key)."""
+    meta = model._meta
+    db_made_pk = isinstance(meta.pk, models.AutoField)
+    insert, fields = insert_columns(model)
+    sql = "{} VALUES ({})".format(insert, ", ".join(["%s"] * len(fields)))
     if db_made_pk:
-        sql += f" RETURNING {quote(meta.pk.column)}"
+        sql += f" RETURNING {_db().ops.quote_name(meta.pk.column)}"
     return sql, fields, db_made_pk
 
 

@@ -102,6 +102,10 @@ DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=
 # worker threads through Django's connections (docs/decisions/0009).
 GATEWAY_DB_ON_LOOP = env.bool("GATEWAY_DB_ON_LOOP", default=True)
 GATEWAY_DB_LOOP_SESSIONS = env.int("GATEWAY_DB_LOOP_SESSIONS", default=10)
+# Spare holds (docs/decisions/0010): how many more holds a call's authorisation reserves
+# for the next calls of the same key and tool (0: off), and how long unused ones stay.
+GATEWAY_SPARE_HOLDS = env.int("GATEWAY_SPARE_HOLDS", default=16)
+GATEWAY_SPARE_HOLD_IDLE_S = env.float("GATEWAY_SPARE_HOLD_IDLE_S", default=2.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (API-key lookups, rate limits) ---------------------------------

@@ -4,8 +4,10 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from billing.models import Tool
-from tests.factories import api_key, customer, priced_tool
+from billing.models import BillingModel, CreditAccount, Hold, Tool, UsageRecord
+from billing.services.calls import call_authorize_ahead
+from billing.services.ledger import credit_grant
+from tests.factories import PlanFactory, api_key, customer, priced_tool
 
 pytestmark = pytest.mark.django_db
 
@@ -57,3 +59,20 @@ def test_prices_cannot_be_edited_in_place(operator):
     )
     price.refresh_from_db()
     assert price.unit_amount_microcents == 1_000_000
+
+
+def test_releasing_holds_releases_calls_and_returns_spares(operator, on_postgres):
+    owner = customer(plan=PlanFactory(billing_model=BillingModel.CREDITS))
+    credit_grant(customer_id=owner.pk, credits=100, idempotency_key="seed")
+    hold, spares = call_authorize_ahead(
+        customer=owner, tool=priced_tool(credits=3), api_key=None, spares=2
+    )
+    response = operator.post(
+        reverse("admin:billing_hold_changelist"),
+        {"action": "release", "_selected_action": [hold.pk, *(s.pk for s in spares)]},
+    )
+    assert response.status_code == 302
+    assert Hold.objects.get(pk=hold.pk).status == Hold.Status.RELEASED
+    assert Hold.objects.filter(spare=True, status=Hold.Status.RETURNED).count() == 2
+    assert UsageRecord.objects.get().outcome == "cancelled"  # the call's; spares were no calls
+    assert CreditAccount.objects.get(customer=owner).held_credits == 0

@@ -22,13 +22,14 @@ last saw active and starts again if a newer one came in meanwhile.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections
 from django.db.models import F
 from django.utils import timezone
 
@@ -44,7 +45,15 @@ from billing.models import (
     ToolPeriodCounter,
     UsageRecord,
 )
-from billing.rows import atomic, commit_unflushed, db_value, execute, row_insert
+from billing.rows import (
+    atomic,
+    commit_unflushed,
+    db_value,
+    execute,
+    field_values,
+    insert_columns,
+    row_insert,
+)
 from billing.selectors import credit_balance, plan_uses_credits
 from billing.services.ledger import ACCOUNTS_TABLE, debit_record, held_credits_take
 from billing.services.pricing import (
@@ -306,7 +315,34 @@ def call_authorize(
     A hold with the same idempotency key still open refuses with
     ``call_in_progress``; a settled one is for ``call_replay`` to answer.
     """
-    now = now or timezone.now()
+    hold, _ = _call_authorize(
+        customer=customer, tool=tool, api_key=api_key, idempotency_key=idempotency_key, now=now
+    )
+    return hold
+
+
+def call_authorize_ahead(
+    *,
+    customer: Customer,
+    tool: Tool,
+    api_key: ApiKey | None,
+    spares: int,
+    now: datetime | None = None,
+) -> tuple[Hold, list[Hold]]:
+    """``call_authorize``, and up to ``spares`` more holds like the call's for later calls
+    of ``tool`` by ``api_key`` (docs/decisions/0010), reserved in the same transaction.
+
+    Spares are reserved only on the credits path with a plain price (no tiers, no
+    daily budgets), and only while they take at most 1/``SPARE_SHARE`` of the
+    credits left free: none near the end of a balance. Each is a held hold
+    (``spare`` set) that ``call_capture`` or ``call_release`` settles like any
+    other; one no call is given goes back with ``spares_return``.
+    """
+    return _call_authorize(customer=customer, tool=tool, api_key=api_key, now=now, spares=spares)
+
+
+def call_admissible(*, customer: Customer, tool: Tool, api_key: ApiKey | None) -> Plan:
+    """The checks every call passes before anything is reserved; returns the plan."""
     plan = _check_customer(customer)
     if not tool.enabled:
         raise ApplicationError("tool_disabled", f"Tool {tool.name!r} is disabled.", status=404)
@@ -314,6 +350,20 @@ def call_authorize(
         raise ApplicationError(
             "forbidden_tool", f"This API key may not call {tool.name!r}.", status=403
         )
+    return plan
+
+
+def _call_authorize(
+    *,
+    customer: Customer,
+    tool: Tool,
+    api_key: ApiKey | None,
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+    spares: int = 0,
+) -> tuple[Hold, list[Hold]]:
+    now = now or timezone.now()
+    plan = call_admissible(customer=customer, tool=tool, api_key=api_key)
     customer = customer_period_current(customer=customer, now=now)
     try:
         for attempt in range(_PRICE_ATTEMPTS):
@@ -329,7 +379,7 @@ def call_authorize(
                     if check is not None:
                         # First: a replaced price rolls back before a refusal.
                         confirmed = check.confirm()
-                    hold = _authorize(
+                    hold, ahead = _authorize(
                         customer,
                         plan,
                         tool,
@@ -337,8 +387,9 @@ def call_authorize(
                         api_key,
                         idempotency_key,
                         now,
+                        spares,
                     )
-                return hold
+                return hold, ahead()
             except PriceChanged:
                 continue
             except ApplicationError:
@@ -372,7 +423,9 @@ def call_authorize(
         raise
 
 
-def _authorize(customer, plan, tool, price, api_key, idempotency_key, now) -> Hold:
+def _authorize(
+    customer, plan, tool, price, api_key, idempotency_key, now, spares
+) -> tuple[Hold, Callable[[], list[Hold]]]:
     counted_tool = False
     if price is None:
         quote = tool_quote(customer=customer, tool=tool)
@@ -438,7 +491,61 @@ def _authorize(customer, plan, tool, price, api_key, idempotency_key, now) -> Ho
         idempotency_key=idempotency_key,
         expires_at=now + timedelta(seconds=settings.BILLING_HOLD_TTL_S),
     )
-    return row_insert(hold)  # its id is set once the batch is sent
+    row_insert(hold)  # its id is set once the batch is sent
+    plain = not (counted_tool or budget_customer or budget_key or idempotency_key)
+    if spares > 0 and plain and path == PaymentPath.CREDITS and hold.credits and _on_postgresql():
+        return hold, _spares_reserve(hold, spares)
+    return hold, list
+
+
+# Spares take at most this share of the credits left free, so that other keys, tools
+# and server processes find most of a balance free, and none are taken near its end.
+SPARE_SHARE = 4
+
+
+def _on_postgresql() -> bool:
+    return connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
+
+
+def _spares_reserve(hold: Hold, count: int) -> Callable[[], list[Hold]]:
+    """Queue up to ``count`` more holds like ``hold`` (PostgreSQL only); read them after.
+
+    The account row is already locked by the call's own reservation, so the
+    credits left free cannot change between the statement's read and its write.
+    """
+    insert, fields = insert_columns(Hold)
+    db = connections[DEFAULT_DB_ALIAS]
+    spare = copy.copy(hold)
+    spare.spare = True
+    sql = (
+        "WITH free AS (SELECT LEAST(%s, (balance_credits - held_credits) / %s) AS n "  # noqa: S608
+        f"FROM {ACCOUNTS_TABLE} WHERE customer_id = %s), "
+        f"reserved AS (UPDATE {ACCOUNTS_TABLE} SET held_credits = held_credits + %s * free.n "
+        "FROM free WHERE customer_id = %s AND free.n > 0 RETURNING free.n) "
+        f"{insert} SELECT {', '.join(f'%s::{f.db_type(db)}' for f in fields)} "
+        "FROM reserved, generate_series(1, reserved.n) RETURNING id"
+    )
+    per_spare = hold.credits
+    reserved = execute(
+        sql,
+        [
+            count,
+            per_spare * SPARE_SHARE,
+            hold.customer_id,
+            per_spare,
+            hold.customer_id,
+            *field_values(spare, fields),
+        ],
+    )
+
+    def spares() -> list[Hold]:
+        made = []
+        for (pk,) in reserved.rows():
+            made.append(copy.copy(spare))
+            made[-1].pk = pk
+        return made
+
+    return spares
 
 
 # --- settle -------------------------------------------------------------------
@@ -526,11 +633,12 @@ def _balance_queued(hold: Hold) -> Callable[[], int | None]:
 
 
 def _settled(hold: Hold) -> Settlement:
-    """What settled ``hold`` earlier, or ``hold_lost`` when no such hold exists (ADR 0006)."""
+    """What settled ``hold`` earlier, or ``hold_lost`` when no such hold exists (ADR 0006)
+    or it was a spare returned unused (ADR 0010)."""
     settled = (
         Hold.objects.select_related("plan", "usage")
         .filter(pk=hold.pk, customer_id=hold.customer_id, created_at=hold.created_at)
-        .exclude(status=Hold.Status.HELD)
+        .exclude(status__in=[Hold.Status.HELD, Hold.Status.RETURNED])  # returned: no call's
         .first()
     )
     if settled is None:
@@ -684,13 +792,67 @@ def call_release(
     )
 
 
-def holds_release_stale(*, now: datetime | None = None) -> int:
-    """Release holds whose call never settled (a crashed worker); returns how many."""
+def spares_return(*, holds: list[Hold], now: datetime | None = None) -> int:
+    """Give back spare holds no call was given (PostgreSQL only): each is marked
+    returned, with no usage record, and its credits are free again.
+
+    A spare settled or returned meanwhile is left as it is; returns how many
+    were still held.
+    """
     now = now or timezone.now()
-    released = 0
-    for hold_id in Hold.objects.filter(status=Hold.Status.HELD, expires_at__lte=now).values_list(
-        "pk", flat=True
-    ):
-        call_release(hold_id=hold_id, outcome=Outcome.EXPIRED, now=now, status=Hold.Status.EXPIRED)
-        released += 1
-    return released
+    by_customer: dict[int, list[int]] = {}
+    for hold in holds:
+        by_customer.setdefault(hold.customer_id, []).append(hold.pk)
+    returned = 0
+    for customer_id, ids in sorted(by_customer.items()):
+        with atomic():
+            # The account first, as every path locks it before its holds.
+            execute(
+                f"SELECT 1 FROM {ACCOUNTS_TABLE} WHERE customer_id = %s FOR UPDATE",  # noqa: S608
+                [customer_id],
+            )
+            counted = execute(
+                f"WITH returned AS (UPDATE {Hold._meta.db_table} "  # noqa: S608
+                "SET status = %s, settled_at = %s "
+                "WHERE id = ANY(%s) AND customer_id = %s AND status = %s AND spare "
+                f"RETURNING credits) UPDATE {ACCOUNTS_TABLE} SET held_credits = "
+                "held_credits - (SELECT COALESCE(SUM(credits), 0) FROM returned) "
+                "WHERE customer_id = %s RETURNING (SELECT COUNT(*) FROM returned)",
+                [
+                    Hold.Status.RETURNED,
+                    db_value(Hold, "settled_at", now),
+                    ids,
+                    customer_id,
+                    Hold.Status.HELD,
+                    customer_id,
+                ],
+            )
+        returned += counted.row()[0]
+    return returned
+
+
+def holds_abandon(
+    holds, *, outcome: str, status: str = Hold.Status.RELEASED, now: datetime | None = None
+) -> int:
+    """Settle the held ones of ``holds`` (a queryset) whose call never will: a call's is
+    released with ``outcome`` and ``status``; a spare, which may never have been a
+    call's, is returned. Returns how many were settled."""
+    now = now or timezone.now()
+    held = holds.filter(status=Hold.Status.HELD)
+    spares = list(held.filter(spare=True).only("pk", "customer_id"))
+    settled = spares_return(holds=spares, now=now) if spares else 0
+    for hold_id in held.filter(spare=False).values_list("pk", flat=True):
+        call_release(hold_id=hold_id, outcome=outcome, now=now, status=status)
+        settled += 1
+    return settled
+
+
+def holds_release_stale(*, now: datetime | None = None) -> int:
+    """Settle holds whose call never did (a crashed worker); returns how many."""
+    now = now or timezone.now()
+    return holds_abandon(
+        Hold.objects.filter(expires_at__lte=now),
+        outcome=Outcome.EXPIRED,
+        status=Hold.Status.EXPIRED,
+        now=now,
+    )

@@ -33,6 +33,7 @@ from mcpbilling.gateway.db import LoopDatabase, run_phase
 from mcpbilling.gateway.errors import refusal_result
 from mcpbilling.gateway.ratelimit import RateLimiter
 from mcpbilling.gateway.registry import error_result
+from mcpbilling.gateway.spares import SpareHolds
 from mcpbilling.gateway.upstream import UpstreamPool, UpstreamUnavailable
 
 RECEIPT_META_KEY = "mcpbilling/receipt"
@@ -108,6 +109,24 @@ def _with_receipt(result: types.CallToolResult, receipt_: dict[str, Any]) -> typ
     return result.model_copy(update={"meta": {**(result.meta or {}), RECEIPT_META_KEY: receipt_}})
 
 
+async def _begin(
+    principal: Principal,
+    offer: Offer,
+    idempotency_key: str | None,
+    database: LoopDatabase | None,
+    spares: SpareHolds | None,
+) -> Hold | Replay:
+    """The call's hold: a spare if this process has one that fits, else authorised."""
+    if spares is None or idempotency_key is not None:
+        return await run_phase(
+            database, call_begin, principal=principal, offer=offer, idempotency_key=idempotency_key
+        )
+    spare = spares.take(principal, offer)
+    if spare is not None:
+        return spare
+    return await spares.authorise(principal, offer)
+
+
 async def billed_call(
     *,
     principal: Principal,
@@ -117,6 +136,7 @@ async def billed_call(
     limiter: RateLimiter,
     upstreams: UpstreamPool,
     database: LoopDatabase | None = None,
+    spares: SpareHolds | None = None,
 ) -> types.CallToolResult:
     """Run one call of ``offer`` for ``principal``, charged at most once."""
     try:
@@ -124,13 +144,7 @@ async def billed_call(
         # Shielded: a call cancelled while the hold is written still sees the hold and
         # releases it below, instead of leaving it reserved until it goes stale.
         with anyio.CancelScope(shield=True):
-            begun = await run_phase(
-                database,
-                call_begin,
-                principal=principal,
-                offer=offer,
-                idempotency_key=idempotency_key,
-            )
+            begun = await _begin(principal, offer, idempotency_key, database, spares)
     except ApplicationError as exc:
         return refusal_result(exc)
     if isinstance(begun, Replay):

@@ -35,6 +35,7 @@ from mcpbilling.gateway.db import LoopDatabase, loop_database, run_db
 from mcpbilling.gateway.errors import unauthorized_response
 from mcpbilling.gateway.ratelimit import RateLimiter, rate_limiter
 from mcpbilling.gateway.registry import tools_sync_python
+from mcpbilling.gateway.spares import SpareHolds, spare_holds
 from mcpbilling.gateway.upstream import UpstreamPool
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class GatewayState:
     limiter: RateLimiter
     upstreams: UpstreamPool
     database: LoopDatabase | None
+    spares: SpareHolds | None
 
 
 @asynccontextmanager
@@ -65,8 +67,18 @@ async def _lifespan(_: Server[GatewayState]) -> AsyncIterator[GatewayState]:
         loop_database() as database,
         anyio.create_task_group() as task_group,
     ):
-        yield GatewayState(limiter=limiter, upstreams=UpstreamPool(task_group), database=database)
-        task_group.cancel_scope.cancel()  # closes the upstream connections
+        spares = spare_holds(database)
+        if spares is not None:
+            task_group.start_soon(spares.return_idle)
+        yield GatewayState(
+            limiter=limiter,
+            upstreams=UpstreamPool(task_group),
+            database=database,
+            spares=spares,
+        )
+        task_group.cancel_scope.cancel()  # closes the upstream connections and the sweep
+        if spares is not None:
+            await spares.close()
 
 
 def _principal(ctx: ServerRequestContext[GatewayState, Any]) -> Principal:
@@ -131,6 +143,7 @@ async def _call_tool(
         limiter=ctx.lifespan_context.limiter,
         upstreams=ctx.lifespan_context.upstreams,
         database=ctx.lifespan_context.database,
+        spares=ctx.lifespan_context.spares,
     )
 
 

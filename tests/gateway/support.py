@@ -154,3 +154,12 @@ def refusal(result: types.CallToolResult) -> dict[str, Any]:
     assert result.is_error, result
     assert result.structured_content is not None, result
     return result.structured_content["error"]
+
+
+def outcomes(results: list[types.CallToolResult]) -> dict[str, int]:
+    """How many calls succeeded ("ok") and how many got each refusal code."""
+    counted: dict[str, int] = {}
+    for result in results:
+        code = refusal(result)["code"] if result.is_error else "ok"
+        counted[code] = counted.get(code, 0) + 1
+    return counted

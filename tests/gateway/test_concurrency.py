@@ -5,17 +5,9 @@ from __future__ import annotations
 import pytest
 
 from billing.models import Hold, LedgerEntry, UsageRecord
-from tests.gateway.support import balance, concurrent_calls, refusal
+from tests.gateway.support import balance, concurrent_calls, outcomes
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def outcomes(results) -> dict[str, int]:
-    counted: dict[str, int] = {}
-    for result in results:
-        code = refusal(result)["code"] if result.is_error else "ok"
-        counted[code] = counted.get(code, 0) + 1
-    return counted
 
 
 def test_200_calls_against_a_balance_for_100_charge_exactly_100(on_postgres, site, funded):

@@ -168,8 +168,8 @@ class TestFailedCalls:
         owner, key = funded(10)
         result = call(site, key, "hang")
         assert result.is_error and "did not finish" in result.content[0].text
-        assert UsageRecord.objects.get().outcome == "timeout"
-        assert Hold.objects.get().status == Hold.Status.RELEASED
+        usage = UsageRecord.objects.select_related("hold").get()
+        assert usage.outcome == "timeout" and usage.hold.status == Hold.Status.RELEASED
         assert balance(owner) == 10
 
 

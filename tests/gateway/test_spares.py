@@ -1,0 +1,122 @@
+"""Spare holds through /mcp (docs/decisions/0010): one round trip for most calls, and no
+credit left unusable in a spare when a call is refused."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import pytest
+
+from billing.models import CreditAccount, Hold, LedgerEntry, UsageRecord
+from tests.factories import api_key
+from tests.gateway.support import (
+    balance,
+    call,
+    mcp_session,
+    outcomes,
+    refusal,
+    serving,
+    site_app,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CALC = ("calculate", {"expression": "6*7"})
+COUNTED = ("counted", {"label": "x"})
+
+
+def held(owner) -> int:
+    return CreditAccount.objects.get(customer=owner).held_credits
+
+
+def mixed_calls(url: str, calls: list[tuple[str, str, dict]]) -> list:
+    """Each (token, tool, arguments) called at once, one client session per call."""
+
+    async def main() -> list:
+        results = []
+
+        async def one(token: str, name: str, arguments: dict) -> None:
+            async with mcp_session(url, token) as client:
+                results.append(await client.call_tool(name, arguments))
+
+        async with anyio.create_task_group() as group:
+            for token, name, arguments in calls:
+                group.start_soon(one, token, name, arguments)
+        return results
+
+    return anyio.run(main)
+
+
+def test_later_calls_of_a_key_and_tool_take_spares(on_postgres, site, funded):
+    owner, key = funded(1000, rate_limit_per_minute=None)
+    for _ in range(10):
+        assert not call(site, key, *CALC).is_error
+    assert balance(owner) == 990
+    charged = Hold.objects.filter(status=Hold.Status.CAPTURED)
+    assert charged.filter(spare=False).count() == 1  # only the first call authorised
+    assert charged.filter(spare=True).count() == 9
+    assert held(owner) == 7  # the spares left: 16 reserved, 9 taken
+    assert LedgerEntry.objects.filter(kind="debit").count() == 10
+
+
+def test_unused_spares_go_back_when_idle(on_postgres, settings, funded, transactional_db):
+    settings.GATEWAY_SPARE_HOLD_IDLE_S = 0.2
+    owner, key = funded(1000, rate_limit_per_minute=None)
+    with serving(site_app()) as url:
+        assert not call(url, key, *CALC).is_error
+        assert held(owner) > 0
+        deadline = time.monotonic() + 10
+        while held(owner) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert held(owner) == 0
+    assert balance(owner) == 999
+    assert Hold.objects.filter(spare=True, status=Hold.Status.RETURNED).count() == 16
+    assert UsageRecord.objects.count() == 1  # returned spares are no calls
+
+
+def test_spares_go_back_when_the_server_stops(on_postgres, settings, funded, transactional_db):
+    settings.GATEWAY_SPARE_HOLD_IDLE_S = 600
+    owner, key = funded(1000, rate_limit_per_minute=None)
+    with serving(site_app()) as url:
+        assert not call(url, key, *CALC).is_error
+        assert held(owner) == 16
+    assert held(owner) == 0 and balance(owner) == 999
+    assert not Hold.objects.filter(status=Hold.Status.HELD).exists()
+
+
+def test_spares_of_another_tool_do_not_refuse_a_call(on_postgres, site, funded):
+    owner, key = funded(41, rate_limit_per_minute=None)
+    assert not call(site, key, *COUNTED).is_error  # 10 spares of `counted` are reserved
+    assert held(owner) == 10
+    paid = 0
+    while not (result := call(site, key, *CALC)).is_error:
+        paid += 1
+    assert refusal(result)["code"] == "insufficient_credits"
+    assert paid == 40 and balance(owner) == 0 and held(owner) == 0
+
+
+@pytest.mark.parametrize("idle_s", [2.0, 0.02], ids=["spares-kept", "spares-swept-meanwhile"])
+def test_calls_of_two_keys_and_two_tools_at_once_charge_exactly_the_balance(
+    on_postgres, settings, funded, transactional_db, idle_s
+):
+    settings.GATEWAY_SPARE_HOLD_IDLE_S = idle_s
+    owner, first = funded(100, rate_limit_per_minute=None)
+    second = api_key(owner).secret
+    calls = [(token, *tool) for token in (first, second) for tool in (CALC, COUNTED)] * 50
+    with serving(site_app()) as url:
+        results = mixed_calls(url, calls)
+        assert held(owner) == 0  # no credit is left in a spare
+    assert outcomes(results) == {"ok": 100, "insufficient_credits": 100}
+    assert balance(owner) == 0
+    assert UsageRecord.objects.filter(charged=True).count() == 100
+    assert not Hold.objects.filter(status=Hold.Status.HELD).exists()
+
+
+def test_with_spares_off_every_call_authorises(on_postgres, settings, funded, transactional_db):
+    settings.GATEWAY_SPARE_HOLDS = 0
+    owner, key = funded(1000, rate_limit_per_minute=None)
+    with serving(site_app()) as url:
+        for _ in range(3):
+            assert not call(url, key, *CALC).is_error
+    assert not Hold.objects.filter(spare=True).exists() and balance(owner) == 997
