@@ -16,9 +16,11 @@ sitting in its spares never refuse a call they could pay for:
   reservations and give-backs in flight, takes a spare if one fits, and
   otherwise gives back the customer's other spares and asks again, for as
   long as give-backs freed credits since it last asked; after a refusal no
-  spares are reserved for the customer for ``REFUSED_PAUSE_S``;
+  spares are reserved for the customer for ``PAUSE_S``;
 - while a pool's spares are on their way, its calls wait for them instead
-  of authorising on their own;
+  of authorising on their own, unless its last fill brought none (another
+  billing model, a tiered price, a budget, little left free): then its calls
+  authorise alone, without asking, for ``PAUSE_S``;
 - spares unused for ``GATEWAY_SPARE_HOLD_IDLE_S`` go back, as do all of them
   when the server stops. Another process's spares can refuse a call early
   only for that long; a crashed process's are returned by the stale-hold sweep.
@@ -48,7 +50,8 @@ from mcpbilling.gateway.db import LoopDatabase, run_phase
 
 logger = logging.getLogger(__name__)
 
-REFUSED_PAUSE_S = 10.0
+# After a refusal, or a fill that brought no spares, none are asked for this long.
+PAUSE_S = 10.0
 # A refused call asks again only after give-backs freed credits; this bounds a storm.
 _ASK_AT_MOST = 8
 # A spare is given only to a call that can finish this long before the hold expires.
@@ -62,6 +65,7 @@ class _Pool:
     holds: deque[Hold] = field(default_factory=deque)
     used_at: float = field(default_factory=time.monotonic)  # of the last take or fill
     filled: anyio.Event | None = None  # set once the spares asked for it came (or not)
+    barren_until: float = float("-inf")  # a fill brought none: none are asked till then
 
 
 @dataclass
@@ -194,13 +198,14 @@ class SpareHolds:
         self, customer: _Customer, key: PoolKey, principal: Principal, offer: Offer
     ) -> Hold:
         pool = self._pools.setdefault(key, _Pool())
-        if pool.filled is not None:  # spares are on their way: one round trip either way
+        barren = time.monotonic() < pool.barren_until
+        if pool.filled is not None and not barren:  # spares on their way: a round trip either way
             await pool.filled.wait()
             spare = self.take(principal, offer)
             if spare is not None:
                 return spare
-        recently_refused = time.monotonic() - customer.refused_at <= REFUSED_PAUSE_S
-        if pool.holds or pool.filled is not None or recently_refused:
+        recently_refused = time.monotonic() - customer.refused_at <= PAUSE_S
+        if pool.holds or pool.filled is not None or recently_refused or barren:
             hold, _ = await self._reserve(principal, offer, 0)
             return hold
         filled = pool.filled = anyio.Event()
@@ -211,6 +216,8 @@ class SpareHolds:
                 current = self._pools.setdefault(key, pool)
                 current.holds.extend(spares)
                 current.used_at = time.monotonic()
+                if not spares:  # not this plan or price, or too little free: calls go alone
+                    current.barren_until = current.used_at + PAUSE_S
         finally:
             pool.filled = None
             filled.set()
@@ -228,7 +235,7 @@ class SpareHolds:
         holds = self._drain(idle)
         for customer_id, customer in list(self._customers.items()):
             quiet = not (customer.calls or customer.busy)
-            if quiet and now - customer.refused_at > REFUSED_PAUSE_S:
+            if quiet and now - customer.refused_at > PAUSE_S:
                 del self._customers[customer_id]
         return holds
 

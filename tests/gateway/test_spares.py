@@ -30,22 +30,28 @@ def held(owner) -> int:
     return CreditAccount.objects.get(customer=owner).held_credits
 
 
-def mixed_calls(url: str, calls: list[tuple[str, str, dict]]) -> list:
-    """Each (token, tool, arguments) called at once, one client session per call."""
+def mixed_calls(calls: list[tuple[str, str, str, dict]]) -> list:
+    """Each (site URL, token, tool, arguments) called at once, one client session each."""
 
     async def main() -> list:
         results = []
 
-        async def one(token: str, name: str, arguments: dict) -> None:
+        async def one(url: str, token: str, name: str, arguments: dict) -> None:
             async with mcp_session(url, token) as client:
                 results.append(await client.call_tool(name, arguments))
 
         async with anyio.create_task_group() as group:
-            for token, name, arguments in calls:
-                group.start_soon(one, token, name, arguments)
+            for url, token, name, arguments in calls:
+                group.start_soon(one, url, token, name, arguments)
         return results
 
     return anyio.run(main)
+
+
+def wait_until_nothing_held(owner) -> None:
+    deadline = time.monotonic() + 10
+    while held(owner) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def test_later_calls_of_a_key_and_tool_take_spares(on_postgres, site, funded):
@@ -66,9 +72,7 @@ def test_unused_spares_go_back_when_idle(on_postgres, settings, funded, transact
     with serving(site_app()) as url:
         assert not call(url, key, *CALC).is_error
         assert held(owner) > 0
-        deadline = time.monotonic() + 10
-        while held(owner) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until_nothing_held(owner)
         assert held(owner) == 0
     assert balance(owner) == 999
     assert Hold.objects.filter(spare=True, status=Hold.Status.RETURNED).count() == 16
@@ -105,10 +109,30 @@ def test_calls_of_two_keys_and_two_tools_at_once_charge_exactly_the_balance(
     second = api_key(owner).secret
     calls = [(token, *tool) for token in (first, second) for tool in (CALC, COUNTED)] * 50
     with serving(site_app()) as url:
-        results = mixed_calls(url, calls)
+        results = mixed_calls([(url, *call) for call in calls])
         assert held(owner) == 0  # no credit is left in a spare
     assert outcomes(results) == {"ok": 100, "insufficient_credits": 100}
     assert balance(owner) == 0
+    assert UsageRecord.objects.filter(charged=True).count() == 100
+    assert not Hold.objects.filter(status=Hold.Status.HELD).exists()
+
+
+def test_two_servers_never_overdraw_and_free_their_spares(
+    on_postgres, settings, funded, transactional_db
+):
+    """Across processes a call may be refused while the other holds spares (ADR 0010),
+    never charged past the balance; once the spares go back the rest can be spent."""
+    settings.GATEWAY_SPARE_HOLD_IDLE_S = 0.2
+    owner, key = funded(100, rate_limit_per_minute=None)
+    with serving(site_app()) as one, serving(site_app()) as two:
+        first = outcomes(mixed_calls([(url, key, *CALC) for url in (one, two)] * 100))
+        wait_until_nothing_held(owner)
+        assert held(owner) == 0
+        paid = first["ok"]
+        assert paid <= 100 and balance(owner) == 100 - paid
+        while not call(one, key, *CALC).is_error:
+            paid += 1
+    assert paid == 100 and balance(owner) == 0
     assert UsageRecord.objects.filter(charged=True).count() == 100
     assert not Hold.objects.filter(status=Hold.Status.HELD).exists()
 
