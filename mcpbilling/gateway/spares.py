@@ -1,8 +1,9 @@
 """Spare holds: calls authorised ahead, so that most billed calls cost one round trip.
 
 A call that finds no spare is authorised as always, and its transaction also
-reserves up to ``GATEWAY_SPARE_HOLDS`` more holds like its own
-(``call_authorize_ahead``). The next calls of the same key and tool in this
+reserves more holds like its own (``call_authorize_ahead``): none for the
+first call of a key and tool, then 1, 2, 4... up to ``GATEWAY_SPARE_HOLDS``
+while the key keeps calling. The next calls of the same key and tool in this
 process take one of those instead of authorising: no database round trip
 before the tool runs, only the settle after it (docs/decisions/0010).
 
@@ -63,7 +64,8 @@ PoolKey = tuple[int, int | None, int]  # customer, API key (None: a JWT), tool
 @dataclass
 class _Pool:
     holds: deque[Hold] = field(default_factory=deque)
-    used_at: float = field(default_factory=time.monotonic)  # of the last take or fill
+    used_at: float = field(default_factory=time.monotonic)  # of the last take or ask
+    asked: int = 0  # authorisations of the pool's key and tool since it was made
     filled: anyio.Event | None = None  # set once the spares asked for it came (or not)
     barren_until: float = float("-inf")  # a fill brought none: none are asked till then
 
@@ -199,19 +201,24 @@ class SpareHolds:
     ) -> Hold:
         pool = self._pools.setdefault(key, _Pool())
         barren = time.monotonic() < pool.barren_until
-        if pool.filled is not None and not barren:  # spares on their way: a round trip either way
+        if pool.filled is not None and not barren:  # on their way: a round trip either way
             await pool.filled.wait()
             spare = self.take(principal, offer)
             if spare is not None:
                 return spare
+        # None for a key and tool's first call, then 1, 2, 4... up to per_pool: a key
+        # calling now and then never has spares to give back.
+        wanted = min(self.per_pool, 2 ** (pool.asked - 1)) if pool.asked else 0
+        pool.asked += 1
+        pool.used_at = time.monotonic()
         recently_refused = time.monotonic() - customer.refused_at <= PAUSE_S
-        if pool.holds or pool.filled is not None or recently_refused or barren:
+        if not wanted or pool.holds or pool.filled is not None or recently_refused or barren:
             hold, _ = await self._reserve(principal, offer, 0)
             return hold
         filled = pool.filled = anyio.Event()
         try:
             async with customer.changing():
-                hold, spares = await self._reserve(principal, offer, self.per_pool)
+                hold, spares = await self._reserve(principal, offer, wanted)
                 # To the key's pool as it is now (an idle one may have gone meanwhile).
                 current = self._pools.setdefault(key, pool)
                 current.holds.extend(spares)

@@ -48,56 +48,67 @@ def mixed_calls(calls: list[tuple[str, str, str, dict]]) -> list:
     return anyio.run(main)
 
 
-def wait_until_nothing_held(owner) -> None:
-    deadline = time.monotonic() + 10
+def wait_until_nothing_held(owner, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
     while held(owner) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
+def calls(url: str, key: str, count: int, tool=CALC) -> None:
+    for _ in range(count):
+        assert not call(url, key, *tool).is_error
+
+
 def test_later_calls_of_a_key_and_tool_take_spares(on_postgres, site, funded):
     owner, key = funded(1000, rate_limit_per_minute=None)
-    for _ in range(10):
-        assert not call(site, key, *CALC).is_error
-    assert balance(owner) == 990
+    calls(site, key, 40)
+    assert balance(owner) == 960
+    # Authorisations ask 0, 1, 2, 4, 8, 16, 16 spares: 7 of 40 calls authorise.
     charged = Hold.objects.filter(status=Hold.Status.CAPTURED)
-    assert charged.filter(spare=False).count() == 1  # only the first call authorised
-    assert charged.filter(spare=True).count() == 9
-    assert held(owner) == 7  # the spares left: 16 reserved, 9 taken
-    assert LedgerEntry.objects.filter(kind="debit").count() == 10
+    assert charged.filter(spare=False).count() == 7
+    assert charged.filter(spare=True).count() == 33
+    assert held(owner) == 14  # the spares left of the last 16
+    assert LedgerEntry.objects.filter(kind="debit").count() == 40
+
+
+def test_a_key_calling_once_has_no_spares(on_postgres, site, funded):
+    owner, key = funded(1000, rate_limit_per_minute=None)
+    calls(site, key, 1)
+    assert held(owner) == 0 and not Hold.objects.filter(spare=True).exists()
 
 
 def test_unused_spares_go_back_when_idle(on_postgres, settings, funded, transactional_db):
     settings.GATEWAY_SPARE_HOLD_IDLE_S = 0.2
     owner, key = funded(1000, rate_limit_per_minute=None)
     with serving(site_app()) as url:
-        assert not call(url, key, *CALC).is_error
-        assert held(owner) > 0
+        calls(url, key, 4)
+        assert held(owner) == 2
         wait_until_nothing_held(owner)
         assert held(owner) == 0
-    assert balance(owner) == 999
-    assert Hold.objects.filter(spare=True, status=Hold.Status.RETURNED).count() == 16
-    assert UsageRecord.objects.count() == 1  # returned spares are no calls
+    assert balance(owner) == 996
+    assert Hold.objects.filter(spare=True, status=Hold.Status.RETURNED).count() == 2
+    assert UsageRecord.objects.count() == 4  # returned spares are no calls
 
 
 def test_spares_go_back_when_the_server_stops(on_postgres, settings, funded, transactional_db):
     settings.GATEWAY_SPARE_HOLD_IDLE_S = 600
     owner, key = funded(1000, rate_limit_per_minute=None)
     with serving(site_app()) as url:
-        assert not call(url, key, *CALC).is_error
-        assert held(owner) == 16
-    assert held(owner) == 0 and balance(owner) == 999
+        calls(url, key, 4)
+        assert held(owner) == 2
+    assert held(owner) == 0 and balance(owner) == 996
     assert not Hold.objects.filter(status=Hold.Status.HELD).exists()
 
 
 def test_spares_of_another_tool_do_not_refuse_a_call(on_postgres, site, funded):
     owner, key = funded(41, rate_limit_per_minute=None)
-    assert not call(site, key, *COUNTED).is_error  # 10 spares of `counted` are reserved
-    assert held(owner) == 10
+    calls(site, key, 4, tool=COUNTED)  # 2 spares of `counted` are left
+    assert held(owner) == 2
     paid = 0
     while not (result := call(site, key, *CALC)).is_error:
         paid += 1
     assert refusal(result)["code"] == "insufficient_credits"
-    assert paid == 40 and balance(owner) == 0 and held(owner) == 0
+    assert paid == 37 and balance(owner) == 0 and held(owner) == 0
 
 
 @pytest.mark.parametrize("idle_s", [2.0, 0.02], ids=["spares-kept", "spares-swept-meanwhile"])
@@ -135,6 +146,28 @@ def test_two_servers_never_overdraw_and_free_their_spares(
     assert paid == 100 and balance(owner) == 0
     assert UsageRecord.objects.filter(charged=True).count() == 100
     assert not Hold.objects.filter(status=Hold.Status.HELD).exists()
+
+
+def test_another_servers_idle_spares_refuse_early_until_given_back(
+    on_postgres, settings, funded, transactional_db
+):
+    """The limit ADR 0010 accepts: credits in another process's spares are not free
+    until it gives them back, at most GATEWAY_SPARE_HOLD_IDLE_S after its last call."""
+    settings.GATEWAY_SPARE_HOLD_IDLE_S = 15  # longer than server two takes to spend the rest
+    owner, key = funded(100, rate_limit_per_minute=None)
+    with serving(site_app()) as one, serving(site_app()) as two:
+        calls(one, key, 4)
+        spared = held(owner)  # what server one keeps for its next calls
+        assert spared == 2
+        paid = 4
+        while not (result := call(two, key, *CALC)).is_error:
+            paid += 1
+        assert refusal(result)["code"] == "insufficient_credits"
+        assert paid == 100 - spared and held(owner) == spared
+        wait_until_nothing_held(owner, timeout_s=30)
+        while not call(two, key, *CALC).is_error:
+            paid += 1
+    assert paid == 100 and balance(owner) == 0
 
 
 def test_with_spares_off_every_call_authorises(on_postgres, settings, funded, transactional_db):
