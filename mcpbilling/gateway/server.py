@@ -76,9 +76,9 @@ async def _lifespan(_: Server[GatewayState]) -> AsyncIterator[GatewayState]:
             database=database,
             spares=spares,
         )
-        task_group.cancel_scope.cancel()  # closes the upstream connections and the sweep
         if spares is not None:
             await spares.close()
+        task_group.cancel_scope.cancel()  # closes the upstream connections, stops the sweep
 
 
 def _principal(ctx: ServerRequestContext[GatewayState, Any]) -> Principal:
