@@ -284,8 +284,8 @@ class SpareHolds:
 
 
 def spare_holds(database: LoopDatabase | None) -> SpareHolds | None:
-    """The process's spares, or None: off (``GATEWAY_SPARE_HOLDS`` 0) or not on
-    PostgreSQL, where a call's authorisation is no round trip worth saving."""
+    """The process's spares, or None: turned off (``GATEWAY_SPARE_HOLDS`` 0), or the
+    database is not PostgreSQL (SQLite's authorisation is no network round trip)."""
     if settings.GATEWAY_SPARE_HOLDS <= 0 or connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
         return None
     return SpareHolds(
