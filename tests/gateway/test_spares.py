@@ -78,7 +78,7 @@ def test_a_key_calling_once_has_no_spares(on_postgres, site, funded):
 
 
 def test_unused_spares_go_back_when_idle(on_postgres, settings, funded, transactional_db):
-    settings.GATEWAY_SPARE_HOLD_IDLE_S = 0.2
+    settings.GATEWAY_SPARE_HOLD_IDLE_S = 1.0  # long enough to see them held first
     owner, key = funded(1000, rate_limit_per_minute=None)
     with serving(site_app()) as url:
         calls(url, key, 4)
