@@ -519,8 +519,8 @@ def insert_columns(model: type[models.Model]) -> tuple[str, tuple[models.Field, 
 def _insert_plan(model: type[models.Model]) -> tuple[str, tuple[models.Field, ...], bool]:
     """(SQL, the fields in its column order, whether the database makes the primary key)."""
     meta = model._meta
-    db_made_pk = isinstance(meta.pk, models.AutoField)
     insert, fields = insert_columns(model)
+    db_made_pk = meta.pk not in fields  # insert_columns leaves out a key the database makes
     sql = "{} VALUES ({})".format(insert, ", ".join(["%s"] * len(fields)))
     if db_made_pk:
         sql += f" RETURNING {_db().ops.quote_name(meta.pk.column)}"

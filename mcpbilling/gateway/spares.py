@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import anyio
 from django.conf import settings
@@ -112,12 +112,12 @@ class SpareHolds:
         self._customers: dict[int, _Customer] = {}
         self._stale: list[Hold] = []  # out of their pools, to be given back
 
-    def take(self, principal: Principal, offer: Offer, now: datetime | None = None) -> Hold | None:
+    def take(self, principal: Principal, offer: Offer) -> Hold | None:
         """A spare for this call, or None. Raises what ``call_admissible`` refuses."""
         pool = self._pools.get(_key(principal, offer))
         if pool is None or not pool.holds:
             return None
-        customer, now = principal.customer, now or timezone.now()
+        customer, now = principal.customer, timezone.now()
         call_admissible(customer=customer, tool=offer.tool, api_key=principal.api_key)
         spare = pool.holds[0]
         fits = (
