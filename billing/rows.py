@@ -89,9 +89,11 @@ class LoopSession(Protocol):
     def state(self) -> SessionState:
         """The state of the session the phase's strings go to."""
 
-    def run(self, sql: str, params: Sequence[Any] | None) -> ResultSets:
+    def run(self, sql: str, params: Sequence[Any] | None, statements: int | None) -> ResultSets:
         """Send ``sql`` with autocommit on (one implicit transaction) and wait for it.
 
+        ``statements`` is how many statements the string of a whole transaction
+        holds (a phase's block), None for a string of another kind (a PREPARE).
         Errors are Django's database errors, with the driver's as ``__cause__``.
         """
 
@@ -241,7 +243,7 @@ class _Batch:
         self.sending = True
         session = self.session
         try:
-            results = _run(session, _batch_text(session, waiting), None)
+            results = _run(session, _batch_text(session, waiting), None, len(waiting))
             for statement, (rowcount, rows) in zip(waiting, results, strict=True):
                 statement.result._take(rowcount, rows)
         except DatabaseError as exc:
@@ -256,10 +258,19 @@ class _Batch:
             self.sending = False
 
 
-def _run(session: LoopSession | None, sql: str, params: Sequence[Any] | None) -> ResultSets:
-    """Send ``sql`` through ``session``, or this thread's Django connection without one."""
+def _run(
+    session: LoopSession | None,
+    sql: str,
+    params: Sequence[Any] | None,
+    statements: int | None = None,
+) -> ResultSets:
+    """Send ``sql`` through ``session``, or this thread's Django connection without one.
+
+    ``statements``: see ``LoopSession.run`` (a loop session sends only whole
+    transactions, so a batch's string through it always is one).
+    """
     if session is not None:
-        return session.run(sql, params)
+        return session.run(sql, params, statements)
     with _db().cursor() as cursor:
         cursor.execute(sql, params)
         results = cursor.cursor  # psycopg's own: reading results raises nothing

@@ -102,6 +102,9 @@ DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=
 # worker threads through Django's connections (docs/decisions/0009).
 GATEWAY_DB_ON_LOOP = env.bool("GATEWAY_DB_ON_LOOP", default=True)
 GATEWAY_DB_LOOP_SESSIONS = env.int("GATEWAY_DB_LOOP_SESSIONS", default=10)
+# Group commit (docs/decisions/0011): the settles of calls that finish while another
+# settle is in flight go to PostgreSQL together, as one string with one commit.
+GATEWAY_GROUP_COMMIT = env.bool("GATEWAY_GROUP_COMMIT", default=True)
 # Spare holds (docs/decisions/0010): how many more holds a call's authorisation reserves
 # for the next calls of the same key and tool (0: off), and how long unused ones stay.
 GATEWAY_SPARE_HOLDS = env.int("GATEWAY_SPARE_HOLDS", default=16)

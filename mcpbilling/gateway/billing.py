@@ -29,7 +29,7 @@ from billing.services.pricing import microcents_to_decimal
 from customers.authentication import Principal
 from mcpbilling.errors import ApplicationError
 from mcpbilling.gateway.catalog import Offer
-from mcpbilling.gateway.db import LoopDatabase, run_phase
+from mcpbilling.gateway.db import LoopDatabase, run_phase, run_phase_grouped
 from mcpbilling.gateway.errors import refusal_result
 from mcpbilling.gateway.ratelimit import RateLimiter
 from mcpbilling.gateway.registry import error_result
@@ -174,8 +174,9 @@ async def billed_call(
         if produced and idempotency_key is not None:  # kept only to answer a repeat
             response = result.model_dump(by_alias=True, mode="json", exclude_none=True)
         with anyio.CancelScope(shield=True):
-            settlement = await run_phase(
+            settlement = await run_phase_grouped(
                 database,
+                begun.customer_id,
                 call_settle,
                 hold=begun,
                 outcome=outcome,

@@ -2,7 +2,9 @@
 
 ``run_db`` runs ORM work on worker threads, with connections tidied as a
 request would. ``run_phase`` runs the charge engine's two phases of a call on
-the loop itself, their query strings sent on the loop's own sessions.
+the loop itself, their query strings sent on the loop's own sessions;
+``run_phase_grouped`` runs a settle so that the settles of calls finishing
+together go to PostgreSQL as one string and one commit (group commit).
 """
 
 from __future__ import annotations
@@ -81,6 +83,15 @@ class _Connection:
         self.state = rows.SessionState(raw)
         self.close_at = None if max_age is None else time.monotonic() + max_age
 
+    def sound(self) -> bool:
+        """Open, not broken, and younger than ``CONN_MAX_AGE``."""
+        expired = self.close_at is not None and time.monotonic() >= self.close_at
+        return not (expired or self.raw.closed or self.raw.broken)
+
+    def reusable(self) -> bool:
+        """Sound, and not left in a transaction."""
+        return self.sound() and self.raw.info.transaction_status == TransactionStatus.IDLE
+
 
 class LoopDatabase:
     """PostgreSQL sessions of the event loop, for the phases ``run_phase`` runs on it.
@@ -91,15 +102,21 @@ class LoopDatabase:
     left in a transaction or outlived ``CONN_MAX_AGE`` is closed, not reused.
     """
 
-    def __init__(self, *, size: int) -> None:
+    def __init__(self, *, size: int, group_commit: bool = True) -> None:
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(size)
+        self.group_commit = group_commit
+        self._shared: _Shared | None = None  # the session grouped phases use now
+        self._sharing = asyncio.Lock()
         # Django's wrapper the phases see as ``connections["default"]``: for its
         # operations and value preparation only, it never connects (on the loop
         # Django refuses to). One for all: a new context would build one per phase.
         self.django = connections.create_connection(DEFAULT_DB_ALIAS)
         self.phases_on_loop = 0  # phases finished on the loop (the tests read these)
         self.phases_on_thread = 0  # phases that went to a worker thread instead
+        self.grouped_strings = 0  # strings that carried grouped transactions
+        self.grouped_transactions = 0  # the grouped transactions they carried
+        self.groups_split = 0  # groups whose string failed, each then sent alone
 
     async def _connect(self) -> _Connection:
         db = self.django
@@ -120,14 +137,34 @@ class LoopDatabase:
 
     async def release(self, connection: _Connection) -> None:
         try:
-            raw = connection.raw
-            expired = connection.close_at is not None and time.monotonic() >= connection.close_at
-            if expired or raw.closed or raw.info.transaction_status != TransactionStatus.IDLE:
-                await raw.close()
-            else:
+            if connection.reusable():
                 self._idle.append(connection)
+            else:
+                await connection.raw.close()
         finally:
             self._slots.release()
+
+    async def share(self) -> _Shared:
+        """The session grouped phases share now; ``unshare`` it when done with it.
+
+        A shared session that broke or outlived ``CONN_MAX_AGE`` takes no new
+        phases (under steady load it might never be left idle to be closed):
+        they share a new one, and the old one closes when its last phase leaves.
+        """
+        async with self._sharing:  # phases arriving while it connects share it too
+            shared = self._shared
+            if shared is None or not shared.connection.sound():
+                shared = self._shared = _Shared(self, await self.acquire())
+            shared.users += 1
+            return shared
+
+    async def unshare(self, shared: _Shared) -> None:
+        """Done with ``shared``: the last phase to leave it gives its connection back."""
+        shared.users -= 1
+        if shared.users == 0:
+            if self._shared is shared:
+                self._shared = None
+            await self.release(shared.connection)
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
@@ -156,7 +193,9 @@ class _LoopSession:
             greenlet.getcurrent().parent.switch(self.connect())
         return self._connection.state
 
-    def run(self, sql: str, params: Sequence[Any] | None) -> rows.ResultSets:
+    def run(
+        self, sql: str, params: Sequence[Any] | None, statements: int | None
+    ) -> rows.ResultSets:
         return greenlet.getcurrent().parent.switch(self._run(sql, params))
 
     async def connect(self) -> None:
@@ -167,23 +206,176 @@ class _LoopSession:
 
     async def _run(self, sql: str, params: Sequence[Any] | None) -> rows.ResultSets:
         await self.connect()
-        cursor = self._connection.raw.cursor()
-        try:
-            with self.database.django.wrap_database_errors:
-                await cursor.execute(sql, params)
-                sets = []
-                while True:
-                    fetched = await cursor.fetchall() if cursor.description else ()
-                    sets.append((cursor.rowcount, fetched))
-                    if not cursor.nextset():
-                        return sets
-        finally:
-            await cursor.close()
+        return await _query(self.database, self._connection, sql, params)
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
             await self.database.release(connection)
+
+
+async def _query(
+    database: LoopDatabase, connection: _Connection, sql: str | bytes, params: Sequence[Any] | None
+) -> rows.ResultSets:
+    """Send ``sql`` on ``connection``; each statement's result set, in order.
+
+    Strings from several phases may share a connection: psycopg sends one at
+    a time and keeps each one's results on its own cursor.
+    """
+    cursor = connection.raw.cursor()
+    try:
+        with database.django.wrap_database_errors:
+            await cursor.execute(sql, params)
+            sets = []
+            while True:
+                fetched = await cursor.fetchall() if cursor.description else ()
+                sets.append((cursor.rowcount, fetched))
+                if not cursor.nextset():
+                    return sets
+    finally:
+        await cursor.close()
+
+
+# --- group commit (docs/decisions/0011) ---------------------------------------------
+
+# Most transactions one grouped string carries: a group holds the row locks of all
+# its transactions until its one commit, so it stays short.
+GROUP_MAX = 32
+
+
+class _Waiting:
+    """A phase's whole transaction waiting to go with a group, and its answer."""
+
+    __slots__ = ("answer", "order", "sql", "statements")
+
+    def __init__(self, sql: bytes, statements: int, order: int) -> None:
+        self.sql = sql
+        self.statements = statements
+        self.order = order
+        self.answer: asyncio.Future[rows.ResultSets] = asyncio.get_running_loop().create_future()
+
+
+class _Shared:
+    """A session of the loop that grouped phases share, and what waits to go on it.
+
+    A phase's transaction goes at once when nothing is in flight on the
+    session; those that become ready while a string is in flight wait, and go
+    next, together, as one string: PostgreSQL runs it as one implicit
+    transaction, with one commit for all of them. In the string they go in
+    the order of their ``order`` (the customer whose account each locks), so
+    the groups of two server processes lock accounts in the same order and do
+    not deadlock each other.
+    """
+
+    __slots__ = ("_database", "_sending", "_waiting", "connection", "users")
+
+    def __init__(self, database: LoopDatabase, connection: _Connection) -> None:
+        self._database = database
+        self.connection = connection
+        self.users = 0  # phases using the session (building or awaiting their string)
+        self._waiting: list[_Waiting] = []
+        self._sending: asyncio.Task | None = None
+
+    async def send(self, sql: bytes, statements: int, order: int) -> rows.ResultSets:
+        """Send a phase's whole transaction, with the others waiting then; its result sets."""
+        waiting = _Waiting(sql, statements, order)
+        self._waiting.append(waiting)
+        if self._sending is None:
+            self.users += 1  # the connection stays ours while strings are in flight
+            self._sending = asyncio.ensure_future(self._send_waiting())
+        return await waiting.answer
+
+    async def _send_waiting(self) -> None:
+        group: list[_Waiting] = []
+        try:
+            while self._waiting:
+                group = sorted(self._waiting[:GROUP_MAX], key=lambda waiting: waiting.order)
+                del self._waiting[:GROUP_MAX]
+                await self._send_group(group)
+        except BaseException:  # cancelled (the loop is closing): nothing more goes
+            for waiting in [*group, *self._waiting]:
+                waiting.answer.cancel()
+            raise
+        finally:
+            self._sending = None
+            await self._database.unshare(self)
+
+    async def _send_group(self, group: list[_Waiting]) -> None:
+        """One string for the group; if it fails, each transaction again on its own.
+
+        A string that fails has had no effect: PostgreSQL rolled all of it back.
+        (If the connection broke instead, whether it committed is unknown, as for
+        any string; sent again on the broken connection, each fails at once.)
+        Sent alone, each phase then gets the answer its own string gets: a
+        refusal (a settle that lost a race) only the phase it concerns.
+        """
+        database = self._database
+        if len(group) > 1:
+            try:
+                sets = await _query(
+                    database, self.connection, b"; ".join(w.sql for w in group), None
+                )
+            except Exception:  # each is sent again alone below
+                database.groups_split += 1
+            else:
+                database.grouped_strings += 1
+                database.grouped_transactions += len(group)
+                start = 0
+                for waiting in group:
+                    _answer(waiting.answer, sets[start : start + waiting.statements])
+                    start += waiting.statements
+                return
+        for waiting in group:
+            try:
+                sets = await _query(database, self.connection, waiting.sql, None)
+            except Exception as exc:
+                _answer(waiting.answer, exc)
+            else:
+                database.grouped_strings += 1
+                database.grouped_transactions += 1
+                _answer(waiting.answer, sets)
+
+
+def _answer(answer: asyncio.Future, outcome: rows.ResultSets | Exception) -> None:
+    if answer.done():  # its phase is gone (cancelled): nothing waits for the answer
+        return
+    if isinstance(outcome, Exception):
+        answer.set_exception(outcome)
+    else:
+        answer.set_result(outcome)
+
+
+class _GroupedSession(_LoopSession):
+    """``_LoopSession`` whose whole transaction goes on the shared session, grouped."""
+
+    __slots__ = ("_shared", "order")
+
+    def __init__(self, database: LoopDatabase, order: int) -> None:
+        super().__init__(database)
+        self.order = order
+        self._shared: _Shared | None = None
+
+    def run(
+        self, sql: str, params: Sequence[Any] | None, statements: int | None
+    ) -> rows.ResultSets:
+        if statements is None:  # a PREPARE: alone, on the same session
+            return super().run(sql, params, statements)
+        return greenlet.getcurrent().parent.switch(self._send(sql, statements))
+
+    async def _send(self, sql: bytes, statements: int) -> rows.ResultSets:
+        await self.connect()
+        return await self._shared.send(sql, statements, self.order)
+
+    async def connect(self) -> None:
+        if self._shared is None:
+            with self.database.django.wrap_database_errors:
+                self._shared = await self.database.share()
+            self._connection = self._shared.connection
+
+    async def close(self) -> None:
+        shared, self._shared, self._connection = self._shared, None, None
+        if shared is not None:
+            await self.database.unshare(shared)
 
 
 async def _drive(session: _LoopSession, fn: Callable[[], R]) -> R:
@@ -214,10 +406,39 @@ async def run_phase(
     connection (a read before the end, an ORM query: the uncommon paths)
     stops before anything of it is sent and runs again with ``run_db``.
     """
+    session = None if database is None else _LoopSession(database)
+    return await _run_phase(session, functools.partial(fn, *args, **kwargs))
+
+
+async def run_phase_grouped(
+    database: LoopDatabase | None,
+    order: int,
+    fn: Callable[P, R],
+    /,
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> R:
+    """``run_phase`` for a settle: its transaction goes with those of the calls that
+    settle at the same moment, in one string and one commit (docs/decisions/0011).
+
+    ``order`` is the customer whose account the transaction locks: a group's
+    transactions go in that order. A group that fails is rolled back whole and
+    each of its transactions is sent again alone, so a phase whose own string
+    fails gets the error it would get without grouping.
+    """
+    session = None
     if database is not None:
-        session = _LoopSession(database)
+        session = (
+            _GroupedSession(database, order) if database.group_commit else _LoopSession(database)
+        )
+    return await _run_phase(session, functools.partial(fn, *args, **kwargs))
+
+
+async def _run_phase(session: _LoopSession | None, phase: Callable[[], R]) -> R:
+    if session is not None:
+        database = session.database
         try:
-            result = await _drive(session, functools.partial(fn, *args, **kwargs))
+            result = await _drive(session, phase)
         except (rows.NeedsThread, SynchronousOnlyOperation):
             if session.committed:  # a write went: running it again would repeat it
                 raise
@@ -227,7 +448,7 @@ async def run_phase(
         finally:
             await session.close()
         database.phases_on_thread += 1
-    return await run_db(fn, *args, **kwargs)
+    return await run_db(phase)
 
 
 @asynccontextmanager
@@ -240,7 +461,9 @@ async def loop_database() -> AsyncIterator[LoopDatabase | None]:
     if not settings.GATEWAY_DB_ON_LOOP or connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
         yield None
         return
-    database = LoopDatabase(size=settings.GATEWAY_DB_LOOP_SESSIONS)
+    database = LoopDatabase(
+        size=settings.GATEWAY_DB_LOOP_SESSIONS, group_commit=settings.GATEWAY_GROUP_COMMIT
+    )
     try:
         yield database
     finally:
