@@ -89,7 +89,7 @@ class LoopSession(Protocol):
     def state(self) -> SessionState:
         """The state of the session the phase's strings go to."""
 
-    def run(self, sql: str, params: Sequence[Any] | None, statements: int | None) -> ResultSets:
+    def run(self, sql: str | bytes, statements: int | None) -> ResultSets:
         """Send ``sql`` with autocommit on (one implicit transaction) and wait for it.
 
         ``statements`` is how many statements the string of a whole transaction
@@ -243,7 +243,7 @@ class _Batch:
         self.sending = True
         session = self.session
         try:
-            results = _run(session, _batch_text(session, waiting), None, len(waiting))
+            results = _run(session, _batch_text(session, waiting), len(waiting))
             for statement, (rowcount, rows) in zip(waiting, results, strict=True):
                 statement.result._take(rowcount, rows)
         except DatabaseError as exc:
@@ -259,10 +259,7 @@ class _Batch:
 
 
 def _run(
-    session: LoopSession | None,
-    sql: str,
-    params: Sequence[Any] | None,
-    statements: int | None = None,
+    session: LoopSession | None, sql: str | bytes, statements: int | None = None
 ) -> ResultSets:
     """Send ``sql`` through ``session``, or this thread's Django connection without one.
 
@@ -270,9 +267,9 @@ def _run(
     transactions, so a batch's string through it always is one).
     """
     if session is not None:
-        return session.run(sql, params, statements)
+        return session.run(sql, statements)
     with _db().cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql)
         results = cursor.cursor  # psycopg's own: reading results raises nothing
         sets = []
         while True:
@@ -332,7 +329,7 @@ def _prepare(session: LoopSession | None, sql: str) -> str | None:
     """Prepare ``sql`` in the session (no transaction open); its name, or None."""
     name = "mcpb_" + hashlib.blake2b(sql.encode(), digest_size=8).hexdigest()
     try:
-        _run(session, f"PREPARE {name} AS {_numbered(sql)}", None)
+        _run(session, f"PREPARE {name} AS {_numbered(sql)}")
     except DatabaseError as exc:
         if getattr(exc.__cause__, "sqlstate", None) != _DUPLICATE_PREPARED_STATEMENT:
             _sound(session)  # the session is sound: only PREPARE failed

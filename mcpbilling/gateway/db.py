@@ -16,14 +16,15 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import psycopg
 from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import DEFAULT_DB_ALIAS, connections
 from greenlet import greenlet
-from psycopg.pq import TransactionStatus
+from psycopg.adapt import Transformer
+from psycopg.pq import ExecStatus, TransactionStatus
 
 from billing import rows
 
@@ -76,12 +77,25 @@ async def run_db(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
 class _Connection:
     """One of the loop's PostgreSQL sessions and what it keeps for the batches."""
 
-    __slots__ = ("close_at", "raw", "state")
+    __slots__ = ("_loader", "close_at", "raw", "state")
 
     def __init__(self, raw: psycopg.AsyncConnection, max_age: float | None) -> None:
         self.raw = raw
         self.state = rows.SessionState(raw)
         self.close_at = None if max_age is None else time.monotonic() + max_age
+        self._loader = Transformer(raw)  # reads values as the session's cursors would
+
+    def result_set(self, result: psycopg.pq.abc.PGresult) -> tuple[int, Sequence[tuple]]:
+        """One statement's (row count, rows), as a cursor gives them; its error raised."""
+        status = result.status
+        if status == ExecStatus.TUPLES_OK:
+            loader = self._loader
+            loader.set_pgresult(result)
+            return result.ntuples, loader.load_rows(0, result.ntuples, tuple)
+        if status == ExecStatus.COMMAND_OK or status == ExecStatus.EMPTY_QUERY:
+            count = result.command_tuples
+            return (-1 if count is None else count), ()
+        raise psycopg.errors.error_from_result(result, encoding=self.raw.info.encoding)
 
     def sound(self) -> bool:
         """Open, not broken, and younger than ``CONN_MAX_AGE``."""
@@ -193,10 +207,8 @@ class _LoopSession:
             greenlet.getcurrent().parent.switch(self.connect())
         return self._connection.state
 
-    def run(
-        self, sql: str, params: Sequence[Any] | None, statements: int | None
-    ) -> rows.ResultSets:
-        return greenlet.getcurrent().parent.switch(self._run(sql, params))
+    def run(self, sql: str | bytes, statements: int | None) -> rows.ResultSets:
+        return greenlet.getcurrent().parent.switch(self._run(sql))
 
     async def connect(self) -> None:
         if self._connection is None:
@@ -204,9 +216,9 @@ class _LoopSession:
             with self.database.django.wrap_database_errors:
                 self._connection = await self.database.acquire()
 
-    async def _run(self, sql: str, params: Sequence[Any] | None) -> rows.ResultSets:
+    async def _run(self, sql: str | bytes) -> rows.ResultSets:
         await self.connect()
-        return await _query(self.database, self._connection, sql, params)
+        return await _query(self.database, self._connection, sql)
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None
@@ -215,25 +227,53 @@ class _LoopSession:
 
 
 async def _query(
-    database: LoopDatabase, connection: _Connection, sql: str | bytes, params: Sequence[Any] | None
+    database: LoopDatabase, connection: _Connection, sql: str | bytes
 ) -> rows.ResultSets:
-    """Send ``sql`` on ``connection``; each statement's result set, in order.
+    """Send ``sql`` on ``connection``; each statement's (row count, rows), in order.
 
-    Strings from several phases may share a connection: psycopg sends one at
-    a time and keeps each one's results on its own cursor.
+    Strings from several phases may share a connection: its lock sends one at
+    a time. Errors are Django's, with psycopg's as ``__cause__``.
     """
-    cursor = connection.raw.cursor()
-    try:
+    raw = connection.raw
+    async with raw.lock:
         with database.django.wrap_database_errors:
-            await cursor.execute(sql, params)
-            sets = []
-            while True:
-                fetched = await cursor.fetchall() if cursor.description else ()
-                sets.append((cursor.rowcount, fetched))
-                if not cursor.nextset():
-                    return sets
+            results = await _exchange(raw.pgconn, sql if isinstance(sql, bytes) else sql.encode())
+            return [connection.result_set(result) for result in results]
+
+
+async def _exchange(pgconn: psycopg.pq.abc.PGconn, sql: bytes) -> list[psycopg.pq.abc.PGresult]:
+    """Send ``sql`` (simple query protocol) and wait for all its results, on libpq itself.
+
+    What psycopg's cursor does around the same libpq calls (its statement
+    cache, a timer per wait, result descriptions) cost about 0.1 ms of CPU a
+    string (docs/benchmarks.md, VM 10). A failure of the connection raises
+    psycopg's ``OperationalError`` and leaves libpq's status bad.
+    """
+    loop = asyncio.get_running_loop()
+    socket = pgconn.socket
+    pgconn.send_query(sql)
+    while pgconn.flush():  # a long string the socket did not take at once
+        await _ready(loop, socket, loop.add_writer, loop.remove_writer)
+        pgconn.consume_input()
+    results = []
+    while True:
+        while pgconn.is_busy():
+            await _ready(loop, socket, loop.add_reader, loop.remove_reader)
+            pgconn.consume_input()
+        result = pgconn.get_result()
+        if result is None:
+            return results
+        results.append(result)
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, socket: int, add, remove) -> None:
+    """Until ``socket`` is ready as ``add`` (the loop's add_reader or add_writer) asks."""
+    ready = loop.create_future()
+    add(socket, ready.set_result, None)
+    try:
+        await ready
     finally:
-        await cursor.close()
+        remove(socket)
 
 
 # --- group commit (docs/decisions/0011) ---------------------------------------------
@@ -312,9 +352,7 @@ class _Shared:
         database = self._database
         if len(group) > 1:
             try:
-                sets = await _query(
-                    database, self.connection, b"; ".join(w.sql for w in group), None
-                )
+                sets = await _query(database, self.connection, b"; ".join(w.sql for w in group))
             except Exception:  # each is sent again alone below
                 database.groups_split += 1
             else:
@@ -327,7 +365,7 @@ class _Shared:
                 return
         for waiting in group:
             try:
-                sets = await _query(database, self.connection, waiting.sql, None)
+                sets = await _query(database, self.connection, waiting.sql)
             except Exception as exc:
                 _answer(waiting.answer, exc)
             else:
@@ -355,11 +393,9 @@ class _GroupedSession(_LoopSession):
         self.order = order
         self._shared: _Shared | None = None
 
-    def run(
-        self, sql: str, params: Sequence[Any] | None, statements: int | None
-    ) -> rows.ResultSets:
+    def run(self, sql: str | bytes, statements: int | None) -> rows.ResultSets:
         if statements is None:  # a PREPARE: alone, on the same session
-            return super().run(sql, params, statements)
+            return super().run(sql, statements)
         return greenlet.getcurrent().parent.switch(self._send(sql, statements))
 
     async def _send(self, sql: bytes, statements: int) -> rows.ResultSets:

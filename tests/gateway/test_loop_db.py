@@ -217,3 +217,17 @@ def test_the_setting_decides_whether_the_loop_has_sessions(settings, on_loop_set
     database = anyio.run(main)
 
     assert isinstance(database, LoopDatabase) is on_loop_setting
+
+
+def test_a_string_longer_than_the_socket_takes_at_once_goes_whole():
+    text = "é" * 32_000_000  # 64 MB: more than the socket takes before the server reads
+
+    def phase():
+        with atomic():
+            read = execute("SELECT length(%s::text)", [text])
+        return read.row()[0]
+
+    length, database = on_loop(lambda database: run_phase(database, phase))
+
+    assert length == 32_000_000
+    assert (database.phases_on_loop, database.phases_on_thread) == (1, 0)
