@@ -58,8 +58,11 @@ logger = logging.getLogger(__name__)
 
 def _db():
     """This thread's connection: ``django.db.connection`` looks it up again on every
-    attribute read, which costs more than most of what the hot path does with it."""
-    return connections[DEFAULT_DB_ALIAS]
+    attribute read, which costs more than most of what the hot path does with it.
+    Inside a batch, the one the batch looked up when it opened (the lookup goes
+    through asgiref's context-local storage, a few microseconds each time)."""
+    open_batch = _open_batch.get()
+    return connections[DEFAULT_DB_ALIAS] if open_batch is None else open_batch.db
 
 
 # What the PostgreSQL function ``mcpb_require`` (migration billing 0005) raises.
@@ -175,12 +178,13 @@ class _Batch:
     block's end, through that session.
     """
 
-    __slots__ = ("sending", "session", "waiting")
+    __slots__ = ("db", "sending", "session", "waiting")
 
     def __init__(self, session: LoopSession | None = None) -> None:
         self.waiting: list[_Statement] = []
         self.sending = False
         self.session = session
+        self.db = connections[DEFAULT_DB_ALIAS]  # Django's wrapper, for _db()
 
     def queue(self, sql: str, params: Sequence[Any], required: BaseException | None) -> Result:
         result = Result(self)

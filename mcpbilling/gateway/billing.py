@@ -109,21 +109,18 @@ def _with_receipt(result: types.CallToolResult, receipt_: dict[str, Any]) -> typ
     return result.model_copy(update={"meta": {**(result.meta or {}), RECEIPT_META_KEY: receipt_}})
 
 
-async def _begin(
+async def _authorise(
     principal: Principal,
     offer: Offer,
     idempotency_key: str | None,
     database: LoopDatabase | None,
     spares: SpareHolds | None,
 ) -> Hold | Replay:
-    """The call's hold: a spare if this process has one that fits, else authorised."""
+    """The call's hold, authorised now (with more for the pool of spares where they apply)."""
     if spares is None or idempotency_key is not None:
         return await run_phase(
             database, call_begin, principal=principal, offer=offer, idempotency_key=idempotency_key
         )
-    spare = spares.take(principal, offer)
-    if spare is not None:
-        return spare
     return await spares.authorise(principal, offer)
 
 
@@ -141,10 +138,15 @@ async def billed_call(
     """Run one call of ``offer`` for ``principal``, charged at most once."""
     try:
         await limiter.take(principal, offer.name)
-        # Shielded: a call cancelled while the hold is written still sees the hold and
-        # releases it below, instead of leaving it reserved until it goes stale.
-        with anyio.CancelScope(shield=True):
-            begun = await _begin(principal, offer, idempotency_key, database, spares)
+        # A spare this process holds for the key and tool, if one fits: no round trip.
+        begun = None
+        if spares is not None and idempotency_key is None:
+            begun = spares.take(principal, offer)
+        if begun is None:
+            # Shielded: a call cancelled while the hold is written still sees the hold and
+            # releases it below, instead of leaving it reserved until it goes stale.
+            with anyio.CancelScope(shield=True):
+                begun = await _authorise(principal, offer, idempotency_key, database, spares)
     except ApplicationError as exc:
         return refusal_result(exc)
     if isinstance(begun, Replay):
