@@ -245,9 +245,10 @@ async def _exchange(pgconn: psycopg.pq.abc.PGconn, sql: bytes) -> list[psycopg.p
     """Send ``sql`` (simple query protocol) and wait for all its results, on libpq itself.
 
     What psycopg's cursor does around the same libpq calls (its statement
-    cache, a timer per wait, result descriptions) cost about 0.1 ms of CPU a
-    string (docs/benchmarks.md, VM 10). A failure of the connection raises
-    psycopg's ``OperationalError`` and leaves libpq's status bad.
+    cache, a timer per wait, result descriptions) cost 0.18 ms of CPU a settle
+    (docs/benchmarks.md, VM 10). A failure of the connection raises psycopg's
+    ``OperationalError`` and leaves libpq's status bad. Left waiting (cancelled),
+    the session is still busy, so it is not reused (``_Connection.reusable``).
     """
     loop = asyncio.get_running_loop()
     socket = pgconn.socket
