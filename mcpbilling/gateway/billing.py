@@ -116,8 +116,8 @@ async def _authorise(
     database: LoopDatabase | None,
     spares: SpareHolds | None,
 ) -> Hold | Replay:
-    """The call's hold, authorised now (with more for the pool of spares where they apply)."""
-    if spares is None or idempotency_key is not None:
+    """The call's hold, authorised now; with ``spares``, more for their pool too."""
+    if spares is None:
         return await run_phase(
             database, call_begin, principal=principal, offer=offer, idempotency_key=idempotency_key
         )
@@ -138,10 +138,11 @@ async def billed_call(
     """Run one call of ``offer`` for ``principal``, charged at most once."""
     try:
         await limiter.take(principal, offer.name)
-        # A spare this process holds for the key and tool, if one fits: no round trip.
-        begun = None
-        if spares is not None and idempotency_key is None:
-            begun = spares.take(principal, offer)
+        # Spares serve calls without an idempotency key (ADR 0010): a spare this
+        # process holds for the key and tool, if one fits, costs no round trip.
+        if idempotency_key is not None:
+            spares = None
+        begun = None if spares is None else spares.take(principal, offer)
         if begun is None:
             # Shielded: a call cancelled while the hold is written still sees the hold and
             # releases it below, instead of leaving it reserved until it goes stale.
