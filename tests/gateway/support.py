@@ -1,4 +1,5 @@
-"""Gateway test support: the site in uvicorn, the official MCP client over HTTP, balances.
+"""Gateway test support: the site in uvicorn, the official MCP client over HTTP, balances,
+and the loop's own database sessions for the engine's phases.
 
 Tests are synchronous (the ORM is not called from an event loop); each client
 helper runs its work with ``anyio.run``.
@@ -23,7 +24,10 @@ from mcp.shared.exceptions import MCPError
 from starlette.types import ASGIApp
 
 from billing.models import CreditAccount
+from billing.services.ledger import credit_grant
 from customers.models import Customer
+from mcpbilling.gateway.db import LoopDatabase
+from tests.factories import customer
 
 T = TypeVar("T")
 
@@ -163,3 +167,30 @@ def outcomes(results: list[types.CallToolResult]) -> dict[str, int]:
         code = refusal(result)["code"] if result.is_error else "ok"
         counted[code] = counted.get(code, 0) + 1
     return counted
+
+
+def funded_customer(credits: int) -> Customer:
+    """A new customer granted ``credits``."""
+    owner = customer()
+    credit_grant(customer_id=owner.pk, credits=credits, idempotency_key=f"grant:{owner.pk}")
+    return owner
+
+
+def account_credits(owner: Customer) -> tuple[int, int]:
+    """The customer's (balance, held) credits."""
+    account = CreditAccount.objects.get(customer=owner)
+    return account.balance_credits, account.held_credits
+
+
+def on_loop(work, *, size: int = 4):
+    """``work(database)`` on a new event loop with its own sessions, closed after;
+    returns (what ``work`` returned, the database)."""
+
+    async def main():
+        database = LoopDatabase(size=size)
+        try:
+            return await work(database), database
+        finally:
+            await database.aclose()
+
+    return anyio.run(main)

@@ -17,7 +17,7 @@ from billing.models import Hold, LedgerEntry, UsageRecord
 from billing.services.calls import call_authorize, call_capture, call_release
 from mcpbilling.gateway.db import GROUP_MAX, LoopDatabase, run_db, run_phase, run_phase_grouped
 from tests.factories import priced_tool
-from tests.gateway.test_loop_db import _account, _funded, on_loop
+from tests.gateway.support import account_credits, funded_customer, on_loop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,7 +29,7 @@ def _postgres(on_postgres):
 
 def _priced(credits: int = 1):
     tool = priced_tool("echo", credits=credits)
-    call_capture(hold=call_authorize(customer=_funded(5), tool=tool))  # the price is known
+    call_capture(hold=call_authorize(customer=funded_customer(5), tool=tool))  # the price is known
     return tool
 
 
@@ -59,7 +59,7 @@ async def _settle_together(database: LoopDatabase, holds: list[Hold]) -> list:
 
 
 def test_settles_that_finish_together_share_one_commit():
-    owner, tool = _funded(30), _priced()
+    owner, tool = funded_customer(30), _priced()
 
     async def work(database):
         return await _settle_together(database, await _authorised(database, owner, tool, 20))
@@ -70,14 +70,14 @@ def test_settles_that_finish_together_share_one_commit():
     assert (database.grouped_transactions, database.grouped_strings) == (20, 2)
     assert database.phases_on_thread == 0
     assert sorted(s.balance_credits for s in settled) == list(range(10, 30))
-    assert _account(owner) == (10, 0)
+    assert account_credits(owner) == (10, 0)
     assert UsageRecord.objects.filter(customer=owner, charged=True).count() == 20
     assert LedgerEntry.objects.filter(account__customer=owner, kind="debit").count() == 20
     assert not Hold.objects.filter(customer=owner, status=Hold.Status.HELD).exists()
 
 
 def test_a_string_carries_at_most_group_max_settles():
-    owner, tool = _funded(200), _priced()
+    owner, tool = funded_customer(200), _priced()
     count = 2 * GROUP_MAX + 2
 
     async def work(database):
@@ -88,12 +88,12 @@ def test_a_string_carries_at_most_group_max_settles():
     # One alone, then the rest in strings of at most GROUP_MAX.
     assert database.grouped_transactions == count
     assert database.grouped_strings == 1 + -(-(count - 1) // GROUP_MAX)
-    assert _account(owner) == (200 - count, 0)
+    assert account_credits(owner) == (200 - count, 0)
     assert len({s.usage.pk for s in settled}) == count
 
 
 def test_a_settle_that_lost_its_hold_fails_alone_and_the_group_is_charged_once():
-    owner, tool = _funded(30), _priced()
+    owner, tool = funded_customer(30), _priced()
 
     async def work(database):
         holds = await _authorised(database, owner, tool, 8)
@@ -111,14 +111,14 @@ def test_a_settle_that_lost_its_hold_fails_alone_and_the_group_is_charged_once()
     assert all(s.usage.charged for s in charged)
     assert UsageRecord.objects.filter(customer=owner, charged=True).count() == 7
     assert LedgerEntry.objects.filter(account__customer=owner, kind="debit").count() == 7
-    assert _account(owner) == (23, 0)
+    assert account_credits(owner) == (23, 0)
     statuses = dict(Hold.objects.filter(pk__in=[h.pk for h in holds]).values_list("pk", "status"))
     assert statuses.pop(holds[5].pk) == Hold.Status.RELEASED
     assert set(statuses.values()) == {Hold.Status.CAPTURED}
 
 
 def test_a_broken_shared_session_fails_its_settles_and_is_replaced():
-    owner, tool = _funded(30), _priced()
+    owner, tool = funded_customer(30), _priced()
 
     def terminate(pid: int) -> None:
         with connection.cursor() as cursor:
@@ -138,14 +138,14 @@ def test_a_broken_shared_session_fails_its_settles_and_is_replaced():
     assert broken.raw.closed
     assert all(s.usage.charged for s in settled)
     # The failed settle charged nothing; its hold waits for the stale sweep.
-    assert _account(owner) == (25, 1)
+    assert account_credits(owner) == (25, 1)
 
 
 def test_two_servers_grouping_the_same_customers_never_deadlock():
     """Each server's groups take the accounts in customer order, whatever order the
     calls finished in, so two servers' groups never wait on each other in a cycle."""
     tool = _priced()
-    owners = [_funded(400) for _ in range(4)]
+    owners = [funded_customer(400) for _ in range(4)]
     rounds, per_owner = 20, 3
     results: list = []
 
@@ -172,11 +172,11 @@ def test_two_servers_grouping_the_same_customers_never_deadlock():
     assert len(settled) == 2 * rounds * len(owners) * per_owner
     assert all(not isinstance(s, Exception) and s.usage.charged for s in settled)
     for owner in owners:
-        assert _account(owner) == (400 - 2 * rounds * per_owner, 0)
+        assert account_credits(owner) == (400 - 2 * rounds * per_owner, 0)
 
 
 def test_without_group_commit_each_settle_goes_alone():
-    owner, tool = _funded(30), _priced()
+    owner, tool = funded_customer(30), _priced()
 
     async def main():
         database = LoopDatabase(size=4, group_commit=False)
@@ -190,4 +190,4 @@ def test_without_group_commit_each_settle_goes_alone():
 
     assert database.grouped_transactions == 0
     assert all(s.usage.charged for s in settled)
-    assert _account(owner) == (20, 0)
+    assert account_credits(owner) == (20, 0)

@@ -15,14 +15,15 @@ import pytest
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import OperationalError, connection
 
-from billing.models import CreditAccount, Hold, LedgerEntry, UsageRecord
+from billing.models import Hold, LedgerEntry, UsageRecord
 from billing.rows import atomic, execute
 from billing.services.calls import call_authorize, call_capture
-from billing.services.ledger import ACCOUNTS_TABLE, credit_grant
+from billing.services.ledger import ACCOUNTS_TABLE
 from customers.models import Customer
 from mcpbilling.errors import ApplicationError
 from mcpbilling.gateway.db import LoopDatabase, loop_database, run_db, run_phase
-from tests.factories import customer, priced_tool
+from tests.factories import priced_tool
+from tests.gateway.support import account_credits, funded_customer, on_loop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,32 +33,8 @@ def _postgres(on_postgres):
     pass
 
 
-def _funded(credits: int) -> Customer:
-    owner = customer()
-    credit_grant(customer_id=owner.pk, credits=credits, idempotency_key=f"grant:{owner.pk}")
-    return owner
-
-
-def on_loop(work, *, size: int = 4):
-    """``work(database)`` on a new event loop with its own sessions, closed after."""
-
-    async def main():
-        database = LoopDatabase(size=size)
-        try:
-            return await work(database), database
-        finally:
-            await database.aclose()
-
-    return anyio.run(main)
-
-
-def _account(owner) -> tuple[int, int]:
-    account = CreditAccount.objects.get(customer=owner)
-    return account.balance_credits, account.held_credits
-
-
 def test_a_credits_call_runs_both_phases_on_the_loop():
-    owner, tool = _funded(10), priced_tool("echo", credits=3)
+    owner, tool = funded_customer(10), priced_tool("echo", credits=3)
     call_capture(hold=call_authorize(customer=owner, tool=tool))  # the price is known from now
     worker_threads = set()
 
@@ -76,15 +53,15 @@ def test_a_credits_call_runs_both_phases_on_the_loop():
     assert (database.phases_on_loop, database.phases_on_thread) == (2, 0)
     assert Hold.objects.get(pk=hold.pk).status == Hold.Status.CAPTURED
     assert (settlement.balance_credits, settlement.usage.credits) == (4, 3)
-    assert _account(owner) == (4, 0)
+    assert account_credits(owner) == (4, 0)
     usage = UsageRecord.objects.get(pk=settlement.usage.pk)
     assert (usage.idempotency_key, usage.credits, usage.charged) == ("k1", 3, True)
     assert LedgerEntry.objects.filter(usage=usage, amount_credits=-3).count() == 1
 
 
 def test_a_refusal_on_the_loop_reserves_nothing():
-    owner, tool = _funded(2), priced_tool("echo", credits=3)
-    call_authorize(customer=_funded(5), tool=tool)  # the price is known from now
+    owner, tool = funded_customer(2), priced_tool("echo", credits=3)
+    call_authorize(customer=funded_customer(5), tool=tool)  # the price is known from now
 
     async def work(database):
         with pytest.raises(ApplicationError) as refused:
@@ -95,12 +72,15 @@ def test_a_refusal_on_the_loop_reserves_nothing():
 
     assert refusal.code == "insufficient_credits"
     assert database.phases_on_thread == 0
-    assert _account(owner) == (2, 0)
+    assert account_credits(owner) == (2, 0)
     assert not Hold.objects.filter(customer=owner).exists()
 
 
 def test_a_phase_that_needs_the_orm_runs_again_on_a_thread():
-    owner, tool = _funded(10), priced_tool("echo", credits=3)  # price never read: an ORM read
+    owner, tool = (
+        funded_customer(10),
+        priced_tool("echo", credits=3),
+    )  # price never read: an ORM read
 
     async def work(database):
         hold = await run_phase(database, call_authorize, customer=owner, tool=tool)
@@ -110,11 +90,11 @@ def test_a_phase_that_needs_the_orm_runs_again_on_a_thread():
 
     assert (database.phases_on_loop, database.phases_on_thread) == (1, 1)
     assert Hold.objects.filter(customer=owner).count() == 1  # the first attempt sent nothing
-    assert settlement.balance_credits == 7 and _account(owner) == (7, 0)
+    assert settlement.balance_credits == 7 and account_credits(owner) == (7, 0)
 
 
 def test_a_phase_that_committed_is_never_run_twice():
-    owner = _funded(10)
+    owner = funded_customer(10)
     runs = []
 
     def hold_then_read():
@@ -133,12 +113,12 @@ def test_a_phase_that_committed_is_never_run_twice():
 
     on_loop(work)
 
-    assert len(runs) == 1 and _account(owner) == (10, 1)
+    assert len(runs) == 1 and account_credits(owner) == (10, 1)
 
 
 def test_concurrent_phases_share_at_most_size_sessions_and_never_overspend():
-    owner, tool = _funded(12), priced_tool("echo", credits=1)
-    call_capture(hold=call_authorize(customer=_funded(1), tool=tool))  # price known
+    owner, tool = funded_customer(12), priced_tool("echo", credits=1)
+    call_capture(hold=call_authorize(customer=funded_customer(1), tool=tool))  # price known
     outcomes = []
 
     async def work(database):
@@ -160,11 +140,11 @@ def test_concurrent_phases_share_at_most_size_sessions_and_never_overspend():
     assert database.phases_on_thread == 0
     assert outcomes.count("insufficient_credits") == 18
     assert sorted(o.balance_credits for o in outcomes if not isinstance(o, str)) == list(range(12))
-    assert _account(owner) == (0, 0)
+    assert account_credits(owner) == (0, 0)
 
 
 def test_the_loop_sessions_are_closed_with_the_database():
-    owner, tool = _funded(5), priced_tool("echo", credits=1)
+    owner, tool = funded_customer(5), priced_tool("echo", credits=1)
     call_authorize(customer=owner, tool=tool)
 
     async def work(database):
@@ -186,7 +166,7 @@ def _terminate(pid: int) -> None:
 
 
 def test_a_broken_session_fails_its_phase_and_is_replaced():
-    owner, tool = _funded(5), priced_tool("echo", credits=1)
+    owner, tool = funded_customer(5), priced_tool("echo", credits=1)
     call_authorize(customer=owner, tool=tool)  # the price is known from now
 
     async def work(database):
@@ -203,7 +183,7 @@ def test_a_broken_session_fails_its_phase_and_is_replaced():
 
     assert broken.closed and broken is not replacement
     assert database.phases_on_thread == 0
-    assert _account(owner) == (5, 3)  # the first authorisation, then two on the loop
+    assert account_credits(owner) == (5, 3)  # the first authorisation, then two on the loop
 
 
 @pytest.mark.parametrize("on_loop_setting", [True, False])
