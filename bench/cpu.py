@@ -5,21 +5,31 @@ from __future__ import annotations
 import os
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU the processes have used so far, seconds."""
-    total = 0
+def cpu_by_process(pids: list[int]) -> dict[int, float]:
+    """User + system CPU each process has used so far, seconds (one that exited: absent)."""
+    used = {}
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
         except FileNotFoundError:  # a process that has exited
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
+        used[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return used
+
+
+def cpu_since(before: dict[int, float], pids: list[int]) -> float:
+    """CPU used since ``before`` (``cpu_by_process`` then) by ``pids``, the processes now.
+
+    A process started meanwhile counts from zero. One that exited meanwhile (a
+    database session closed for its age, say) is left out: the figure is short
+    by what it used meanwhile, rather than negative by all it had used before.
+    """
+    return sum(used - before.get(pid, 0.0) for pid, used in cpu_by_process(pids).items())
 
 
 def database_pids() -> list[int]:
-    """The PostgreSQL server's processes (backends and background workers); ``cpu_seconds``
+    """The PostgreSQL server's processes (backends and background workers); ``cpu_by_process``
     reads them only when the database runs on this machine."""
     from django.db import connection
 

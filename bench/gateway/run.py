@@ -32,7 +32,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from bench.cpu import cpu_seconds, database_pids  # noqa: E402
+from bench.cpu import cpu_by_process, cpu_since, database_pids  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcpbilling.settings")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mcpb_bench")
@@ -253,8 +253,9 @@ def main() -> None:
         for _ in range(options.rounds):
             for name in runs:
                 before = transactions()
-                server, database = server_pids(processes[name]), database_pids()
-                server_before, database_before = cpu_seconds(server), cpu_seconds(database)
+                server = server_pids(processes[name])
+                server_before = cpu_by_process(server)
+                database_before = cpu_by_process(database_pids())
                 client_before = time.process_time()  # this process is the clients
                 runs[name].append(
                     asyncio.run(
@@ -266,8 +267,8 @@ def main() -> None:
                         )
                     )
                 )
-                cpu[name]["server"] += cpu_seconds(server) - server_before
-                cpu[name]["database"] += cpu_seconds(database) - database_before
+                cpu[name]["server"] += cpu_since(server_before, server)
+                cpu[name]["database"] += cpu_since(database_before, database_pids())
                 cpu[name]["client"] += time.process_time() - client_before
                 if name == "billed":
                     billed_transactions += transactions() - before

@@ -49,7 +49,7 @@ def main() -> None:
     django.setup()
     from django.db import connection
 
-    from bench.cpu import cpu_seconds, database_pids
+    from bench.cpu import cpu_by_process, cpu_since, database_pids
     from billing.models import Tool
     from billing.rows import queries_sent
     from billing.services.calls import call_authorize, call_capture
@@ -66,12 +66,12 @@ def main() -> None:
         calls = _on_loop(customer, tool, gap_s=args.gap_ms / 1000)
 
     calls(200)  # warm connections and caches
-    postgres = database_pids() if connection.vendor == "postgresql" else []
-    database = cpu_seconds(postgres)
+    postgres = database_pids if connection.vendor == "postgresql" else list
+    database = cpu_by_process(postgres())
     wall, cpu = time.perf_counter(), time.process_time()
     calls(args.calls)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    database = cpu_seconds(postgres) - database
+    database = cpu_since(database, postgres())
     path = "phases on an event loop" if args.loop else "phases on this thread"
     if args.gap_ms:
         path += f", {args.gap_ms:g} ms idle after each phase"
