@@ -33,6 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from bench.cpu import cpu_by_process, cpu_since, database_pids  # noqa: E402
+from bench.database import tidy_database  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcpbilling.settings")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mcpb_bench")
@@ -189,18 +190,6 @@ def summary(runs: list[dict]) -> dict:
         "p50_ms": statistics.median(latencies),
         "p99_ms": latencies[int(len(latencies) * 0.99) - 1],
     }
-
-
-def tidy_database() -> None:
-    """VACUUM the tables every call writes: the CI machine's PostgreSQL runs without
-    autovacuum, so dead rows of earlier runs would slow each run a little more."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "VACUUM (ANALYZE) billing_hold, billing_creditaccount, billing_creditlot, "
-            "billing_usagerecord, billing_ledgerentry"
-        )
 
 
 def server_pids(server: subprocess.Popen) -> list[int]:

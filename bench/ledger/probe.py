@@ -50,6 +50,7 @@ def main() -> None:
     from django.db import connection
 
     from bench.cpu import cpu_by_process, cpu_since, database_pids
+    from bench.database import tidy_database
     from billing.models import Tool
     from billing.rows import queries_sent
     from billing.services.calls import call_authorize, call_capture
@@ -65,6 +66,7 @@ def main() -> None:
     if args.loop:
         calls = _on_loop(customer, tool, gap_s=args.gap_ms / 1000)
 
+    tidy_database()
     calls(200)  # warm connections and caches
     postgres = database_pids if connection.vendor == "postgresql" else list
     database = cpu_by_process(postgres())

@@ -152,6 +152,10 @@ def main():
     prepare(args.customers)
     from django.db import connection
 
+    from bench.database import tidy_database
+
+    tidy_database()
+
     connection.close()
     rows = [
         run("spread", args.customers, args.processes, args.spread_threads, args.seconds),
