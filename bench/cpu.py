@@ -7,6 +7,7 @@ import os
 
 def cpu_by_process(pids: list[int]) -> dict[int, float]:
     """User + system CPU each process has used so far, seconds (one that exited: absent)."""
+    ticks = os.sysconf("SC_CLK_TCK")
     used = {}
     for pid in pids:
         try:
@@ -14,7 +15,7 @@ def cpu_by_process(pids: list[int]) -> dict[int, float]:
                 fields = stat.read().rsplit(")", 1)[1].split()
         except FileNotFoundError:  # a process that has exited
             continue
-        used[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        used[pid] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
     return used
 
 

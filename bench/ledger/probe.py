@@ -68,7 +68,10 @@ def main() -> None:
 
     tidy_database()
     calls(200)  # warm connections and caches
-    postgres = database_pids if connection.vendor == "postgresql" else list
+
+    def postgres() -> list[int]:  # read at both ends: a session may close meanwhile
+        return database_pids() if connection.vendor == "postgresql" else []
+
     database = cpu_by_process(postgres())
     wall, cpu = time.perf_counter(), time.process_time()
     calls(args.calls)
