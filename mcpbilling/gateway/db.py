@@ -165,12 +165,14 @@ class LoopDatabase:
         phases (under steady load it might never be left idle to be closed):
         they share a new one, and the old one closes when its last phase leaves.
         """
-        async with self._sharing:  # phases arriving while it connects share it too
-            shared = self._shared
-            if shared is None or not shared.connection.sound():
-                shared = self._shared = _Shared(self, await self.acquire())
-            shared.users += 1
-            return shared
+        shared = self._shared
+        if shared is None or self._sharing.locked() or not shared.connection.sound():
+            async with self._sharing:  # phases arriving while it connects share it too
+                shared = self._shared
+                if shared is None or not shared.connection.sound():
+                    shared = self._shared = _Shared(self, await self.acquire())
+        shared.users += 1
+        return shared
 
     async def unshare(self, shared: _Shared) -> None:
         """Done with ``shared``: the last phase to leave it gives its connection back."""
