@@ -53,6 +53,7 @@ from billing.rows import (
     field_values,
     insert_columns,
     row_insert,
+    row_new,
 )
 from billing.selectors import credit_balance, plan_uses_credits
 from billing.services.ledger import ACCOUNTS_TABLE, debit_record, held_credits_take
@@ -594,8 +595,9 @@ def _hold_finish(hold: Hold, status: str, now: datetime) -> None:
 def _usage_write(
     hold: Hold, *, charged: bool, outcome: str, duration_ms: int, response
 ) -> UsageRecord:
-    usage = UsageRecord(
-        hold=hold,
+    usage = row_new(
+        UsageRecord,
+        hold_id=hold.pk,
         customer_id=hold.customer_id,
         api_key_id=hold.api_key_id,
         tool_id=hold.tool_id,

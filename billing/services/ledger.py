@@ -16,7 +16,7 @@ from django.db.models import F, Field
 from django.utils import timezone
 
 from billing.models import CreditAccount, CreditLot, LedgerEntry, UsageRecord
-from billing.rows import Result, db_value, execute, field_values, row_insert
+from billing.rows import Result, db_value, execute, field_values, row_insert, row_new
 from mcpbilling.errors import ApplicationError
 
 Kind = LedgerEntry.Kind
@@ -154,12 +154,13 @@ def debit_record(
     The caller holds the account's row lock (taken by that statement), so no
     other writer changes the lots meanwhile.
     """
-    entry = LedgerEntry(
+    entry = row_new(
+        LedgerEntry,
         kind=Kind.DEBIT,
         amount_credits=-credits,
         idempotency_key=idempotency_key,
         description=description[:255],
-        usage=usage,
+        usage_id=usage.pk,
     )
     sql, fields = _debit_entry_sql()
     execute(sql, [*field_values(entry, fields), customer_id])

@@ -1,14 +1,20 @@
 """The hot path's statements: rows stored as ``save()`` stores them, batches sent together,
 required statements that roll their whole transaction back."""
 
+import warnings
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, timedelta
+from datetime import timezone as timezone_of
 
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.forms.models import model_to_dict
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from psycopg.adapt import Transformer
 from psycopg.pq import TransactionStatus
 
 from billing import rows
@@ -383,3 +389,117 @@ def test_prepared_statements_can_be_turned_off(on_postgres, settings):
     sent = _hold_more_twice(owner) + _hold_more_twice(owner)
     assert not [sql for sql in sent if "PREPARE" in sql or "EXECUTE" in sql]
     assert _held(owner) == 4
+
+
+# --- values written as they are stored ---------------------------------------------------
+
+
+def _psycopg_literal():
+    """psycopg's own literal of a value, on this test's PostgreSQL session."""
+    connection.ensure_connection()
+    return Transformer.from_context(connection.connection).as_literal
+
+
+_LITERALS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.text(),
+    st.datetimes(timezones=st.sampled_from([UTC, timezone_of(timedelta(hours=-5, minutes=-30))])),
+    st.datetimes(),  # naive: psycopg's own dumper writes it
+    st.uuids(),
+    st.dates(),
+)
+
+
+@given(value=_LITERALS)
+@hypothesis_settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_values_are_written_as_psycopg_writes_them(on_postgres, value):
+    connection.ensure_connection()
+    ours = rows.SessionState(connection.connection).literal
+    theirs = _psycopg_literal()
+    try:
+        expected = b"NULL" if value is None else theirs(value)
+    except Exception as exc:  # NUL in text: psycopg refuses it, and so must we
+        with pytest.raises(type(exc)):
+            ours(value)
+        return
+    assert ours(value) == expected
+
+
+@given(
+    value=st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"))
+)
+@hypothesis_settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_text_written_into_a_string_reads_back_as_given(on_postgres, value):
+    connection.ensure_connection()
+    literal = rows.SessionState(connection.connection).literal(value)
+    with connection.cursor() as cursor:
+        cursor.execute(b"SELECT " + literal)
+        assert cursor.fetchone()[0] == value
+
+
+def test_a_query_template_becomes_a_bytes_format():
+    template = "SELECT 1 WHERE a LIKE 'x%%' AND b = %s AND c = '100%' AND d = %s"
+    assert rows._format(template) % (b"1", b"'%s'") == (
+        b"SELECT 1 WHERE a LIKE 'x%' AND b = 1 AND c = '100%' AND d = '%s'"
+    )
+
+
+def _kind(value) -> type:
+    return int if isinstance(value, int) and not isinstance(value, bool) else type(value)
+
+
+def _django_values(obj, fields):
+    return [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+
+
+def _unstamped(values, fields) -> list:
+    """``values`` without the creation times ``pre_save`` stamps anew on every call, JSON
+    wrappers (which do not compare) as what they wrap."""
+    return [
+        getattr(value, "obj", value)
+        for value, field in zip(values, fields, strict=True)
+        if not getattr(field, "auto_now_add", False)
+    ]
+
+
+def test_row_values_are_those_django_prepares():
+    owner, tool = customer(), priced_tool("echo", credits=2)
+    hold = row_insert(_hold(owner, tool, idempotency_key="k"))
+    usage = _usage(hold, idempotency_key="it's", response={"a": [1, None]}, duration_ms=7)
+    naive = _usage(hold)
+    naive.period_start = NOW.replace(tzinfo=None)
+    for obj in (hold, usage, naive):
+        _, fields = rows.insert_columns(type(obj))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the naive datetime, both ways
+            ours, django = rows.field_values(obj, fields), _django_values(obj, fields)
+        # Equal, and of the same type but for Django's wrappers of integers (Int8...).
+        assert list(map(_kind, ours)) == list(map(_kind, django))
+        assert _unstamped(ours, fields) == _unstamped(django, fields)
+    for field_name, value in (("settled_at", NOW), ("settled_at", None), ("credits", 3)):
+        field = Hold._meta.get_field(field_name)
+        assert rows.db_value(Hold, field_name, value) == field.get_db_prep_value(value, connection)
+
+
+def test_a_row_built_by_position_is_the_row_built_by_keyword():
+    owner, tool = customer(), priced_tool("echo", credits=2)
+    hold = row_insert(_hold(owner, tool, idempotency_key="k"))
+    given = {
+        "hold_id": hold.pk,
+        "customer_id": owner.pk,
+        "tool_id": tool.pk,
+        "path": hold.path,
+        "outcome": UsageRecord.Outcome.SUCCESS,
+        "charged": True,
+        "credits": 2,
+        "period_start": hold.period_start,
+    }
+    by_position = rows.row_new(UsageRecord, **given)
+    by_keyword = UsageRecord(**given)
+    assert by_position.pk != by_keyword.pk  # each its own uuid7, made by the model
+    assert model_to_dict(by_position, exclude=["id"]) == model_to_dict(by_keyword, exclude=["id"])
+    assert by_position._state.adding and by_position.currency == "usd"
+    with pytest.raises(TypeError, match="no fields hold"):
+        rows.row_new(UsageRecord, hold=hold)
