@@ -42,12 +42,12 @@ import logging
 import re
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from functools import cache, lru_cache
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models, transaction
@@ -78,11 +78,13 @@ class SessionState:
     """What a PostgreSQL session keeps for the batches: its prepared statements, and
     how values are written into a query string as that connection's literals."""
 
-    __slots__ = ("literal", "prepared")
+    __slots__ = ("literal", "prepared", "written")
 
     def __init__(self, connection) -> None:
         self.prepared: dict[str, str | None] = {}  # SQL -> name (None: not preparable)
         self.literal = _literal_writer(connection)
+        # id of statements -> (them, their text with fixed values in, its slots in order)
+        self.written: dict[int, tuple[tuple[Statement, ...], bytes, tuple[Slot, ...]]] = {}
 
 
 def _literal_writer(connection) -> Callable[[Any], bytes]:
@@ -226,14 +228,7 @@ class _Batch:
     def queue(self, sql: str, params: Sequence[Any], required: BaseException | None) -> Result:
         result = Result(self)
         if required is not None:
-            # The statement's rows, after a check PostgreSQL makes whatever they are:
-            # the outer join keeps the check's one row even when there are none.
-            sql = (
-                f"WITH required AS ({sql}) SELECT required.* FROM "  # noqa: S608
-                "(SELECT mcpb_require(EXISTS (SELECT FROM required), %s)) AS checked "
-                "LEFT JOIN required ON true"
-            )
-            params = [*params, str(len(self.waiting))]
+            sql, params = _required(sql), [*params, str(len(self.waiting))]
         self.waiting.append(_Statement(sql, params, required, result))
         return result
 
@@ -325,12 +320,29 @@ def _sound(session: LoopSession | None) -> None:
         _db().errors_occurred = False
 
 
+def refused(exc: DatabaseError) -> bool:
+    """Whether ``exc`` is a required statement's refusal (its whole transaction undone)."""
+    return _required_refused(exc) is not None
+
+
 def _required_refused(exc: DatabaseError) -> int | None:
     """The position in its batch of the required statement whose check ``exc`` is, if any."""
     diag = getattr(exc.__cause__, "diag", None)
     if diag is None or diag.message_primary != REQUIRED_MESSAGE:
         return None
     return int(diag.message_detail)
+
+
+@lru_cache(maxsize=256)
+def _required(sql: str) -> str:
+    """``sql`` as a required statement: its rows, after a check PostgreSQL makes whatever
+    they are (the outer join keeps the check's one row even when there are none). The
+    check's last parameter is the statement's position in its transaction."""
+    return (
+        f"WITH required AS ({sql}) SELECT required.* FROM "  # noqa: S608
+        "(SELECT mcpb_require(EXISTS (SELECT FROM required), %s)) AS checked "
+        "LEFT JOIN required ON true"
+    )
 
 
 # The block's open _Batch, or None (a context variable: phases on one event loop
@@ -440,6 +452,96 @@ def _templates(
         yield sql if name is None else _execute_template(name, len(statement.params))
 
 
+# --- statements written ahead ----------------------------------------------------------
+# A transaction that many calls repeat with a few values changed (the capture of a
+# spare hold, docs/decisions/0012) is written once as ``Statement``s whose changing
+# values are ``Slot``s, then filled for each call: run in a batch as any statements
+# (``execute_filled``), or written straight into a loop session's string
+# (``transaction_text``).
+
+
+class Slot:
+    """A value a ``Statement`` leaves open until it is filled."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Slot({self.name!r})"
+
+
+class Statement(NamedTuple):
+    """One statement written ahead: its values as the database takes them, or ``Slot``s."""
+
+    sql: str
+    params: tuple[Any, ...]
+    required: BaseException | None = None
+
+    def filled(self, values: Mapping[Slot, Any]) -> list[Any]:
+        return [values[value] if type(value) is Slot else value for value in self.params]
+
+
+def execute_filled(statements: Sequence[Statement], values: Mapping[Slot, Any]) -> list[Result]:
+    """``execute`` each statement, its slots filled from ``values`` (database values)."""
+    return [execute(s.sql, s.filled(values), required=s.required) for s in statements]
+
+
+def transaction_text(
+    state: SessionState, statements: tuple[Statement, ...], values: Mapping[Slot, Any]
+) -> bytes | None:
+    """The statements filled from ``values`` as one string, one transaction of a loop
+    session, as a batch would write it; None when one of them is not yet prepared in
+    the session (a batch that runs them prepares them).
+
+    The statements are written for the session once, their fixed values in place,
+    so that each call writes only its slots' values.
+    """
+    written = state.written.get(id(statements))
+    if written is None or written[0] is not statements:
+        ahead = _written_ahead(state, statements)
+        if ahead is None:
+            return None
+        if len(state.written) >= _WRITTEN_PER_SESSION:
+            state.written.clear()
+        written = state.written[id(statements)] = (statements, *ahead)
+    _, text, slots = written
+    literal = state.literal
+    literals = {slot: literal(values[slot]) for slot in set(slots)}  # a slot may recur
+    return text % tuple([literals[slot] for slot in slots])
+
+
+# Transactions written ahead that a session keeps (one per spare pool's terms in use).
+_WRITTEN_PER_SESSION = 256
+
+
+def _written_ahead(
+    state: SessionState, statements: tuple[Statement, ...]
+) -> tuple[bytes, tuple[Slot, ...]] | None:
+    """The statements as a bytes format: fixed values written in, each slot a ``%b``
+    (in the order of the returned slots); None if one is not prepared in the session."""
+    texts, slots = [], []
+    for position, statement in enumerate(statements):
+        sql, params = statement.sql, list(statement.params)
+        if statement.required is not None:
+            sql, params = _required(sql), [*params, str(position)]
+        if settings.DATABASE_PREPARED_STATEMENTS:
+            name = state.prepared.get(sql)
+            if name is None:
+                return None
+            sql = _execute_template(name, len(params))
+        values = []
+        for value in params:
+            if type(value) is Slot:
+                slots.append(value)
+                values.append(b"%b")
+            else:
+                values.append(state.literal(value).replace(b"%", b"%%"))
+        texts.append(_format(sql) % tuple(values))
+    return b"; ".join(texts), tuple(slots)
+
+
 def execute(sql: str, params: Sequence[Any], *, required: BaseException | None = None) -> Result:
     """Run one hand-written statement, or in a batch queue it to be sent with the others.
 
@@ -526,13 +628,21 @@ def atomic() -> Iterator[None]:
 
 
 def db_value(model: type[models.Model], field_name: str, value: Any) -> Any:
-    """``value`` as the ORM would pass it for ``model.field_name`` (dates on SQLite are text)."""
-    db = _db()
-    field, as_is = _field_plan(model, field_name, db.vendor == "postgresql")
+    """``value`` as the ORM would pass it for ``model.field_name`` (dates on SQLite are
+    text); a ``Slot`` as it is."""
+    if type(value) is Slot:
+        return value
+    field, as_is = _field_plan(model, field_name, _on_postgresql())
     kind = type(value)
     if kind in as_is and (kind is not datetime or value.tzinfo is not None):
         return value
-    return field.get_db_prep_value(value, db)
+    return field.get_db_prep_value(value, _db())
+
+
+@cache
+def _on_postgresql() -> bool:
+    """Whether the database is PostgreSQL (a backend's vendor never changes)."""
+    return connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
 
 
 @cache
@@ -635,24 +745,47 @@ def _value_plan(
     return kept[1]
 
 
+def insert_statement(model: type[models.Model], values: Mapping[str, Any]) -> Statement:
+    """The INSERT of a new row of ``model`` given by attribute name (``values_of``)."""
+    sql, fields, _ = _insert_plan(model)
+    return Statement(sql, tuple(values_of(fields, values)))
+
+
 def field_values(obj: models.Model, fields: tuple[models.Field, ...]) -> list:
     """The values ``save()`` would write for ``fields`` of a new ``obj``.
 
     A value of a type its field stores unchanged skips the field's preparation,
     which would return it as it is at several times the cost.
     """
-    db = _db()
-    values = []
-    for field, as_is in _value_plan(fields, db.vendor == "postgresql"):
-        value = field.pre_save(obj, True)
-        kind = type(value)
-        if kind in as_is and (kind is not datetime or value.tzinfo is not None):
-            values.append(value)
-        elif value is None and as_is:
-            values.append(None)
+    return [
+        _prepared(field, as_is, field.pre_save(obj, True))
+        for field, as_is in _value_plan(fields, _on_postgresql())
+    ]
+
+
+def values_of(fields: tuple[models.Field, ...], values: Mapping[str, Any]) -> list:
+    """``field_values`` of a new row given by attribute name, without building it: a
+    ``Slot`` is left as it is, a field not given takes its default. A creation time
+    (``auto_now_add``) is not stamped: it must be given."""
+    prepared = []
+    for field, as_is in _value_plan(fields, _on_postgresql()):
+        if field.attname in values:
+            value = values[field.attname]
+        elif getattr(field, "auto_now_add", False) or getattr(field, "auto_now", False):
+            raise TypeError(f"{field} is stamped on save: give its value")
         else:
-            values.append(field.get_db_prep_save(value, db))
-    return values
+            value = field.get_default()
+        prepared.append(value if type(value) is Slot else _prepared(field, as_is, value))
+    return prepared
+
+
+def _prepared(field: models.Field, as_is: tuple[type, ...], value: Any) -> Any:
+    kind = type(value)
+    if kind in as_is and (kind is not datetime or value.tzinfo is not None):
+        return value
+    if value is None and as_is:
+        return None
+    return field.get_db_prep_save(value, _db())
 
 
 @cache

@@ -27,12 +27,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections
 from django.db.models import F
 from django.utils import timezone
 
+from billing.ids import uuid7
 from billing.models import (
     BillingModel,
     BudgetCounter,
@@ -46,12 +48,16 @@ from billing.models import (
     UsageRecord,
 )
 from billing.rows import (
+    Slot,
+    Statement,
     atomic,
     commit_unflushed,
     db_value,
     execute,
+    execute_filled,
     field_values,
     insert_columns,
+    insert_statement,
     row_insert,
     row_new,
 )
@@ -570,52 +576,175 @@ def _answer(
     return settled
 
 
-def _hold_finish(hold: Hold, status: str, now: datetime) -> None:
+def _hold_finished(
+    status: str, now: datetime | Slot, hold_id: int | Slot, customer_id: int, created_at
+) -> Statement:
     """Mark a held hold settled, last in the transaction (see the lock order above).
 
     Required: a hold another settle changed first raises ``_AlreadySettled``.
     The hold is named by id, customer and creation time: an authorisation lost
     in a database crash (ADR 0006) may see its id given to another hold.
     """
-    execute(
+    return Statement(
         f"UPDATE {Hold._meta.db_table} SET status = %s, settled_at = %s "  # noqa: S608
         "WHERE id = %s AND customer_id = %s AND created_at = %s AND status = %s RETURNING 1",
-        [
+        (
             status,
             db_value(Hold, "settled_at", now),
-            hold.pk,
-            hold.customer_id,
-            db_value(Hold, "created_at", hold.created_at),
+            hold_id,
+            customer_id,
+            db_value(Hold, "created_at", created_at),
             Hold.Status.HELD,
-        ],
-        required=_AlreadySettled(),
+        ),
+        _AlreadySettled(),
     )
+
+
+def _hold_finish(hold: Hold, status: str, now: datetime) -> None:
+    execute_filled(
+        [_hold_finished(status, now, hold.pk, hold.customer_id, hold.created_at)], _NO_SLOTS
+    )
+
+
+def _usage_values(
+    hold: Hold, *, charged: bool, outcome: str | Slot, duration_ms: int | Slot, response
+) -> dict[str, Any]:
+    """The usage row of a settled ``hold``, by attribute name (no id or creation time)."""
+    return {
+        "hold_id": hold.pk,
+        "customer_id": hold.customer_id,
+        "api_key_id": hold.api_key_id,
+        "tool_id": hold.tool_id,
+        "price_id": hold.price_id,
+        "plan_id": hold.plan_id,
+        "path": hold.path,
+        "outcome": outcome,
+        "charged": charged,
+        "amount_microcents": hold.amount_microcents if charged else 0,
+        "credits": hold.credits if charged else 0,
+        "currency": hold.currency,
+        "duration_ms": duration_ms,
+        "idempotency_key": hold.idempotency_key,
+        # Kept only to answer a repeat of the idempotency key.
+        "response": response if charged and hold.idempotency_key else None,
+        "period_start": hold.period_start,
+        "refunded_at": None,
+    }
 
 
 def _usage_write(
     hold: Hold, *, charged: bool, outcome: str, duration_ms: int, response
 ) -> UsageRecord:
-    usage = row_new(
-        UsageRecord,
-        hold_id=hold.pk,
-        customer_id=hold.customer_id,
-        api_key_id=hold.api_key_id,
-        tool_id=hold.tool_id,
-        price_id=hold.price_id,
-        plan_id=hold.plan_id,
-        path=hold.path,
-        outcome=outcome,
+    values = _usage_values(
+        hold,
         charged=charged,
-        amount_microcents=hold.amount_microcents if charged else 0,
-        credits=hold.credits if charged else 0,
-        currency=hold.currency,
+        outcome=outcome,
         duration_ms=max(0, int(duration_ms)),
-        idempotency_key=hold.idempotency_key,
-        # Kept only to answer a repeat of the idempotency key.
-        response=response if charged and hold.idempotency_key else None,
-        period_start=hold.period_start,
+        response=response,
     )
-    return row_insert(usage)
+    return row_insert(row_new(UsageRecord, **values))
+
+
+# --- the capture of a credits hold, written ahead (docs/decisions/0012) -------------------
+
+# What changes from one capture of a credits hold to the next.
+NOW = Slot("now")
+HOLD_ID = Slot("hold_id")
+HOLD_CREATED_AT = Slot("hold_created_at")
+USAGE_ID = Slot("usage_id")
+ENTRY_KEY = Slot("entry_key")
+OUTCOME = Slot("outcome")
+DURATION_MS = Slot("duration_ms")
+RESPONSE = Slot("response")
+_NO_SLOTS: dict[Slot, Any] = {}
+
+
+def capture_terms(hold: Hold) -> tuple:
+    """What the capture of ``hold`` writes besides its slots: holds with equal terms
+    share one ``CreditsCapture``."""
+    return (
+        hold.customer_id,
+        hold.api_key_id,
+        hold.tool_id,
+        hold.price_id,
+        hold.plan_id,
+        hold.path,
+        hold.credits,
+        hold.amount_microcents,
+        hold.currency,
+        hold.idempotency_key,
+        hold.period_start,
+        hold.tool.name,
+    )
+
+
+@dataclass(frozen=True)
+class CreditsCapture:
+    """What capturing a credits hold writes: five statements, one round trip, nothing
+    read before the end; the first (the account's) returns the balance after it.
+
+    Written once for all holds of the same ``terms`` (the spares of a pool, ADR 0012),
+    its changing values left as slots that ``fill`` gives for each capture.
+    """
+
+    terms: tuple
+    statements: tuple[Statement, ...]
+    usage: dict[str, Any]  # the usage row by attribute name, its slots open
+
+    def fill(
+        self, hold: Hold, *, outcome: str, duration_ms: int, response, now: datetime
+    ) -> tuple[dict[Slot, Any], UsageRecord]:
+        """The slots' database values for capturing ``hold``, and its usage row."""
+        given = {
+            NOW: now,
+            HOLD_ID: hold.pk,
+            HOLD_CREATED_AT: hold.created_at,
+            USAGE_ID: uuid7(),
+            ENTRY_KEY: f"call:{hold.pk}",
+            OUTCOME: outcome,
+            DURATION_MS: max(0, int(duration_ms)),
+            RESPONSE: response if hold.idempotency_key else None,
+        }
+        usage = row_new(
+            UsageRecord,
+            **{name: given[v] if type(v) is Slot else v for name, v in self.usage.items()},
+        )
+        values = {
+            **given,
+            NOW: db_value(Hold, "settled_at", now),
+            HOLD_CREATED_AT: db_value(Hold, "created_at", hold.created_at),
+            USAGE_ID: db_value(UsageRecord, "id", usage.pk),
+            RESPONSE: db_value(UsageRecord, "response", given[RESPONSE]),
+        }
+        return values, usage
+
+
+def credits_capture(hold: Hold) -> CreditsCapture:
+    """The ``CreditsCapture`` of ``hold`` (a held hold on the credits path)."""
+    usage = {
+        **_usage_values(
+            hold, charged=True, outcome=OUTCOME, duration_ms=DURATION_MS, response=RESPONSE
+        ),
+        "id": USAGE_ID,
+        "hold_id": HOLD_ID,
+        "created_at": NOW,
+    }
+    statements = (
+        held_credits_take(
+            customer_id=hold.customer_id, credits=hold.credits, now=NOW, required=_AlreadySettled()
+        ),
+        _hold_finished(Hold.Status.CAPTURED, NOW, HOLD_ID, hold.customer_id, HOLD_CREATED_AT),
+        insert_statement(UsageRecord, usage),
+        *debit_record(
+            customer_id=hold.customer_id,
+            credits=hold.credits,
+            idempotency_key=ENTRY_KEY,
+            description=f"Call of {hold.tool.name}",
+            usage_id=USAGE_ID,
+            now=NOW,
+        ),
+    )
+    return CreditsCapture(capture_terms(hold), statements, usage)
 
 
 def _balance(hold: Hold) -> int | None:
@@ -694,19 +823,11 @@ def call_capture(
             return _release(hold, outcome=outcome, duration_ms=duration_ms, now=now)
         usage_written = {"charged": True, "outcome": outcome, "duration_ms": duration_ms}
         if hold.path == PaymentPath.CREDITS and hold.credits:
-            # Five statements, one round trip; nothing is read before the end.
-            account = held_credits_take(
-                customer_id=hold.customer_id, credits=hold.credits, required=_AlreadySettled()
+            capture = credits_capture(hold)
+            values, usage = capture.fill(
+                hold, outcome=outcome, duration_ms=duration_ms, response=response, now=now
             )
-            _hold_finish(hold, captured, now)
-            usage = _usage_write(hold, **usage_written, response=response)
-            debit_record(
-                customer_id=hold.customer_id,
-                credits=hold.credits,
-                idempotency_key=f"call:{hold.pk}",
-                description=f"Call of {hold.tool.name}",
-                usage=usage,
-            )
+            account, *_ = execute_filled(capture.statements, values)
             return _answer(hold, captured, now, usage, lambda: account.row()[1])
         if hold.path in (PaymentPath.PAYG, PaymentPath.METERED):
             execute(

@@ -8,6 +8,7 @@ Invariants: balance = sum of entries = sum of the lots' remaining credits;
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from functools import cache
 
@@ -16,7 +17,7 @@ from django.db.models import F, Field
 from django.utils import timezone
 
 from billing.models import CreditAccount, CreditLot, LedgerEntry, UsageRecord
-from billing.rows import Result, db_value, execute, field_values, row_insert, row_new
+from billing.rows import Slot, Statement, db_value, row_insert, values_of
 from mcpbilling.errors import ApplicationError
 
 Kind = LedgerEntry.Kind
@@ -105,26 +106,23 @@ def _debit_entry_sql() -> tuple[str, tuple[Field, ...]]:
     return sql, fields
 
 
-def held_credits_take(*, customer_id: int, credits: int, required: BaseException) -> Result:
-    """Turn ``credits`` a hold reserved into spent ones (queued in the caller's batch).
+def held_credits_take(
+    *, customer_id: int, credits: int, now: datetime | Slot, required: BaseException
+) -> Statement:
+    """Turn ``credits`` a hold reserved into spent ones: the statement, to run in a
+    transaction that then records the debit with ``debit_record``'s.
 
     One ``UPDATE ... RETURNING`` takes the account's row lock and moves both
     cached balances; its row is (account id, balance after). It is required:
     when fewer credits are held than that, the hold is no longer held and
-    ``required`` is raised. The caller then records the debit with ``debit_record``.
+    ``required`` is raised.
     """
-    return execute(
+    return Statement(
         f"UPDATE {ACCOUNTS_TABLE} SET balance_credits = balance_credits - %s, "  # noqa: S608
         "held_credits = held_credits - %s, updated_at = %s "
         "WHERE customer_id = %s AND held_credits >= %s RETURNING id, balance_credits",
-        [
-            credits,
-            credits,
-            db_value(CreditAccount, "updated_at", timezone.now()),
-            customer_id,
-            credits,
-        ],
-        required=required,
+        (credits, credits, db_value(CreditAccount, "updated_at", now), customer_id, credits),
+        required,
     )
 
 
@@ -147,28 +145,37 @@ _LOTS_TAKE = (
 
 
 def debit_record(
-    *, customer_id: int, credits: int, idempotency_key: str, description: str, usage: UsageRecord
-) -> None:
-    """Queue the ledger entry and lot changes of credits taken by ``held_credits_take``.
+    *,
+    customer_id: int,
+    credits: int,
+    idempotency_key: str | Slot,
+    description: str,
+    usage_id: uuid.UUID | Slot,
+    now: datetime | Slot,
+) -> tuple[Statement, Statement]:
+    """The ledger entry and lot changes of credits taken by ``held_credits_take``: the
+    statements, to run after it in its transaction.
 
-    The caller holds the account's row lock (taken by that statement), so no
-    other writer changes the lots meanwhile.
+    That statement holds the account's row lock, so no other writer changes the
+    lots meanwhile.
     """
-    entry = row_new(
-        LedgerEntry,
-        kind=Kind.DEBIT,
-        amount_credits=-credits,
-        idempotency_key=idempotency_key,
-        description=description[:255],
-        usage_id=usage.pk,
-    )
     sql, fields = _debit_entry_sql()
-    execute(sql, [*field_values(entry, fields), customer_id])
-    execute(
-        _LOTS_TAKE,
-        [credits, credits, customer_id, credits, credits],
-        required=ApplicationError(
-            "ledger_inconsistent", "The lots hold less than the balance.", status=500
+    entry = {
+        "kind": Kind.DEBIT,
+        "amount_credits": -credits,
+        "idempotency_key": idempotency_key,
+        "description": description[:255],
+        "usage_id": usage_id,
+        "created_at": now,
+    }
+    return (
+        Statement(sql, (*values_of(fields, entry), customer_id)),
+        Statement(
+            _LOTS_TAKE,
+            (credits, credits, customer_id, credits, credits),
+            ApplicationError(
+                "ledger_inconsistent", "The lots hold less than the balance.", status=500
+            ),
         ),
     )
 

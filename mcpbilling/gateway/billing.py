@@ -176,16 +176,21 @@ async def billed_call(
         response = None
         if produced and idempotency_key is not None:  # kept only to answer a repeat
             response = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        duration_ms = int((time.perf_counter() - started) * 1000)
         with anyio.CancelScope(shield=True):
-            settlement = await run_phase_grouped(
-                database,
-                begun.customer_id,
-                call_settle,
-                hold=begun,
-                outcome=outcome,
-                duration_ms=int((time.perf_counter() - started) * 1000),
-                produced=produced,
-                response=response,
-            )
+            settlement = None
+            if begun.spare and outcome == Outcome.SUCCESS and spares is not None:
+                settlement = await spares.capture(begun, duration_ms=duration_ms)
+            if settlement is None:
+                settlement = await run_phase_grouped(
+                    database,
+                    begun.customer_id,
+                    call_settle,
+                    hold=begun,
+                    outcome=outcome,
+                    duration_ms=duration_ms,
+                    produced=produced,
+                    response=response,
+                )
     assert result is not None
     return _with_receipt(result, receipt(settlement.usage, settlement.balance_credits))

@@ -182,6 +182,27 @@ class LoopDatabase:
                 self._shared = None
             await self.release(shared.connection)
 
+    def run_sync(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn`` here, on the loop, seeing the loop's Django wrapper as its connection
+        (for value preparation: it never connects), as a phase on the loop does."""
+        context = contextvars.copy_context()
+        context.run(connections.__setitem__, DEFAULT_DB_ALIAS, self.django)
+        return context.run(fn, *args, **kwargs)
+
+    async def send_written(
+        self, order: int, write: Callable[[rows.SessionState], bytes | None], statements: int
+    ) -> rows.ResultSets | None:
+        """Send one transaction's string, written by ``write`` for the session it goes
+        on, grouped with the settles going then (``run_phase_grouped``); its result sets,
+        or None when ``write`` wrote none. Errors are Django's, as a phase's are."""
+        with self.django.wrap_database_errors:
+            shared = await self.share()
+        try:
+            sql = write(shared.connection.state)
+            return None if sql is None else await shared.send(sql, statements, order)
+        finally:
+            await self.unshare(shared)
+
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
         for connection in idle:

@@ -39,22 +39,34 @@ from datetime import timedelta
 
 import anyio
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections
 from django.utils import timezone
 
-from billing.models import Hold
-from billing.services.calls import call_admissible, call_authorize_ahead, spares_return
+from billing.models import Hold, UsageRecord
+from billing.rows import refused, transaction_text
+from billing.services.calls import (
+    CreditsCapture,
+    Settlement,
+    call_admissible,
+    call_authorize_ahead,
+    capture_terms,
+    credits_capture,
+    spares_return,
+)
 from customers.authentication import Principal
 from mcpbilling.errors import ApplicationError
 from mcpbilling.gateway.catalog import Offer
 from mcpbilling.gateway.db import LoopDatabase, run_phase
 
 logger = logging.getLogger(__name__)
+Outcome = UsageRecord.Outcome
 
 # After a refusal, or a fill that brought no spares, none are asked for this long.
 PAUSE_S = 10.0
 # A refused call asks again only after give-backs freed credits; this bounds a storm.
 _ASK_AT_MOST = 8
+# Captures written ahead kept at most (one per key, tool and price in use, in practice).
+_CAPTURES_KEPT = 1024
 # A spare is given only to a call that can finish this long before the hold expires.
 _SETTLE_MARGIN = timedelta(seconds=60)
 
@@ -111,6 +123,7 @@ class SpareHolds:
         self._pools: dict[PoolKey, _Pool] = {}
         self._customers: dict[int, _Customer] = {}
         self._stale: list[Hold] = []  # out of their pools, to be given back
+        self._captures: dict[tuple, CreditsCapture] = {}  # by their terms
 
     def take(self, principal: Principal, offer: Offer) -> Hold | None:
         """A spare for this call, or None. Raises what ``call_admissible`` refuses."""
@@ -146,6 +159,47 @@ class SpareHolds:
             api_key=principal.api_key,
             spares=spares,
         )
+
+    async def capture(self, hold: Hold, *, duration_ms: int) -> Settlement | None:
+        """Capture the successful call a spare paid for, its statements written ahead
+        for all spares of the same terms (docs/decisions/0012); None when the engine
+        must settle it (a statement not yet prepared, a refusal: nothing was written).
+        """
+        if not Hold.tool.field.is_cached(hold):  # the description names the tool
+            return None
+        database = self.database
+        captures = self._captures
+        capture = captures.get(capture_terms(hold))
+        if capture is None:
+            if len(captures) >= _CAPTURES_KEPT:
+                captures.clear()
+            capture = database.run_sync(credits_capture, hold)
+            captures[capture.terms] = capture
+        now = timezone.now()
+        values, usage = database.run_sync(
+            capture.fill,
+            hold,
+            outcome=Outcome.SUCCESS,
+            duration_ms=duration_ms,
+            response=None,
+            now=now,
+        )
+        statements = capture.statements
+        try:
+            sets = await database.send_written(
+                hold.customer_id,
+                lambda state: transaction_text(state, statements, values),
+                len(statements),
+            )
+        except DatabaseError as exc:
+            if refused(exc) or isinstance(exc, IntegrityError):  # undone: the engine decides
+                return None
+            raise
+        if sets is None:
+            return None
+        hold.status, hold.settled_at = Hold.Status.CAPTURED, now
+        ((_, balance),) = sets[0][1]
+        return Settlement(usage=usage, balance_credits=balance)
 
     async def give_back(self, holds: list[Hold]) -> int:
         customers = [self._customer(i) for i in sorted({hold.customer_id for hold in holds})]
