@@ -639,10 +639,14 @@ def _usage_write(
         hold,
         charged=charged,
         outcome=outcome,
-        duration_ms=max(0, int(duration_ms)),
+        duration_ms=_duration(duration_ms),
         response=response,
     )
     return row_insert(row_new(UsageRecord, **values))
+
+
+def _duration(duration_ms: int) -> int:
+    return max(0, int(duration_ms))
 
 
 # --- the capture of a credits hold, written ahead (docs/decisions/0012) -------------------
@@ -702,8 +706,8 @@ class CreditsCapture:
             USAGE_ID: uuid7(),
             ENTRY_KEY: f"call:{hold.pk}",
             OUTCOME: outcome,
-            DURATION_MS: max(0, int(duration_ms)),
-            RESPONSE: response if hold.idempotency_key else None,
+            DURATION_MS: _duration(duration_ms),
+            RESPONSE: response,  # a slot only where the row keeps it (_usage_values)
         }
         usage = row_new(
             UsageRecord,
