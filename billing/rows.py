@@ -508,7 +508,7 @@ def transaction_text(
         written = state.written[id(statements)] = (statements, *ahead)
     _, text, slots = written
     literal = state.literal
-    literals = {slot: literal(values[slot]) for slot in set(slots)}  # a slot may recur
+    literals = {slot: literal(values[slot]) for slot in dict.fromkeys(slots)}  # a slot recurs
     return text % tuple([literals[slot] for slot in slots])
 
 
@@ -633,10 +633,7 @@ def db_value(model: type[models.Model], field_name: str, value: Any) -> Any:
     if type(value) is Slot:
         return value
     field, as_is = _field_plan(model, field_name, _on_postgresql())
-    kind = type(value)
-    if kind in as_is and (kind is not datetime or value.tzinfo is not None):
-        return value
-    return field.get_db_prep_value(value, _db())
+    return value if _stored(as_is, value) else field.get_db_prep_value(value, _db())
 
 
 @cache
@@ -780,12 +777,15 @@ def values_of(fields: tuple[models.Field, ...], values: Mapping[str, Any]) -> li
 
 
 def _prepared(field: models.Field, as_is: tuple[type, ...], value: Any) -> Any:
-    kind = type(value)
-    if kind in as_is and (kind is not datetime or value.tzinfo is not None):
+    if _stored(as_is, value) or (value is None and as_is):
         return value
-    if value is None and as_is:
-        return None
     return field.get_db_prep_save(value, _db())
+
+
+def _stored(as_is: tuple[type, ...], value: Any) -> bool:
+    """Whether ``value`` is of a type its field stores as it is (an aware datetime only)."""
+    kind = type(value)
+    return kind in as_is and (kind is not datetime or value.tzinfo is not None)
 
 
 @cache
