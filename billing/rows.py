@@ -228,7 +228,7 @@ class _Batch:
     def queue(self, sql: str, params: Sequence[Any], required: BaseException | None) -> Result:
         result = Result(self)
         if required is not None:
-            sql, params = _required(sql), [*params, str(len(self.waiting))]
+            sql, params = _required(sql, params, len(self.waiting))
         self.waiting.append(_Statement(sql, params, required, result))
         return result
 
@@ -333,11 +333,16 @@ def _required_refused(exc: DatabaseError) -> int | None:
     return int(diag.message_detail)
 
 
+def _required(sql: str, params: Sequence[Any], position: int) -> tuple[str, list[Any]]:
+    """``sql`` and ``params`` as a required statement at ``position`` in its transaction:
+    its rows, after a check PostgreSQL makes whatever they are (the outer join keeps the
+    check's one row even when there are none). A refusal names the position
+    (``_required_refused``)."""
+    return _required_sql(sql), [*params, str(position)]
+
+
 @lru_cache(maxsize=256)
-def _required(sql: str) -> str:
-    """``sql`` as a required statement: its rows, after a check PostgreSQL makes whatever
-    they are (the outer join keeps the check's one row even when there are none). The
-    check's last parameter is the statement's position in its transaction."""
+def _required_sql(sql: str) -> str:
     return (
         f"WITH required AS ({sql}) SELECT required.* FROM "  # noqa: S608
         "(SELECT mcpb_require(EXISTS (SELECT FROM required), %s)) AS checked "
@@ -523,9 +528,9 @@ def _written_ahead(
     (in the order of the returned slots); None if one is not prepared in the session."""
     texts, slots = [], []
     for position, statement in enumerate(statements):
-        sql, params = statement.sql, list(statement.params)
+        sql, params = statement.sql, statement.params
         if statement.required is not None:
-            sql, params = _required(sql), [*params, str(position)]
+            sql, params = _required(sql, params, position)
         if settings.DATABASE_PREPARED_STATEMENTS:
             name = state.prepared.get(sql)
             if name is None:
