@@ -5,6 +5,7 @@ broker, the local-memory cache and the built-in Stripe emulator. With
 ``DJANGO_ENV=production`` the process refuses to start without its secrets.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -266,6 +267,11 @@ MCP_TOOL_MODULES = env.list(
         "mcpbilling.gateway.tools.dates",
     ],
 )
+# Python tools run in this many worker processes per server process (a tool that holds
+# the CPU cannot stall the server; at its timeout the worker is killed and replaced),
+# each allowed this much more memory than the loaded tools use (0: no limit).
+MCP_TOOL_WORKERS = env.int("MCP_TOOL_WORKERS", default=max(2, os.cpu_count() or 1))
+MCP_TOOL_MEMORY_MB = env.int("MCP_TOOL_MEMORY_MB", default=512)
 # Create Tool rows (and first prices) for the registered Python tools at start-up.
 MCP_SYNC_TOOLS_ON_STARTUP = env.bool("MCP_SYNC_TOOLS_ON_STARTUP", default=True)
 # Largest accepted request body at /mcp, bytes (larger: 413).
