@@ -397,7 +397,11 @@ class ToolOffer:
 
 def plans_public() -> list[Plan]:
     """The plans a visitor can sign up for or move to."""
-    return list(Plan.objects.filter(active=True, public=True).order_by("price_cents", "slug"))
+    plans = Plan.objects.filter(active=True, public=True)
+    # Free first, then pay-per-use plans, then subscriptions by their fee.
+    return sorted(
+        plans, key=lambda p: (p.billing_model != BillingModel.FREEMIUM, p.price_cents or 0, p.slug)
+    )
 
 
 def tools_offered() -> list[ToolOffer]:

@@ -212,6 +212,7 @@ BOOTSTRAP5 = {
     "css_url": None,
     "javascript_url": None,
     "set_placeholder": False,
+    "field_renderers": {"default": "mcpbilling.form_rendering.FieldRenderer"},
 }
 
 # --- Mail ------------------------------------------------------------------
