@@ -404,6 +404,11 @@ def plans_public() -> list[Plan]:
     )
 
 
+def credit_packs_on_sale() -> list[CreditPack]:
+    """The credit packs a customer can buy, smallest first."""
+    return list(CreditPack.objects.filter(active=True).order_by("credits"))
+
+
 def tools_offered() -> list[ToolOffer]:
     """Every tool the endpoint offers, with its current price version (None: free)."""
     tools = Tool.objects.filter(enabled=True).filter(

@@ -18,6 +18,7 @@ from billing.selectors import (
     billing_document_url,
     billing_documents,
     credit_history,
+    credit_packs_on_sale,
     customer_balance,
     customer_card,
     plans_public,
@@ -42,6 +43,14 @@ RETURN_MESSAGES = {
 def _url(request: HttpRequest, name: str, outcome: str) -> str:
     """An absolute URL of one of these pages that says how the visit to Stripe ended."""
     return f"{request.build_absolute_uri(reverse(name))}?return={outcome}"
+
+
+def _returns(request: HttpRequest, page: str) -> dict[str, str]:
+    """Where Stripe's Checkout sends the customer back to ``page``: paid, or cancelled."""
+    return {
+        "success_url": _url(request, page, "success"),
+        "cancel_url": _url(request, page, "cancel"),
+    }
 
 
 def _see_other(url: str) -> HttpResponseRedirect:
@@ -81,17 +90,14 @@ def credits(request: HttpRequest) -> HttpResponse:
         return _to_stripe(
             request,
             lambda: checkout_credit_pack_start(
-                customer=customer,
-                pack=pack,
-                success_url=_url(request, "billing:credits", "success"),
-                cancel_url=_url(request, "billing:credits", "cancel"),
+                customer=customer, pack=pack, **_returns(request, "billing:credits")
             ),
             "billing:credits",
         )
     _returned(request)
     context = {
         "customer": customer,
-        "packs": CreditPack.objects.filter(active=True).order_by("credits"),
+        "packs": credit_packs_on_sale(),
         "balance": customer_balance(customer=customer),
         "history": credit_history(customer=customer),
     }
@@ -110,9 +116,8 @@ def plans(request: HttpRequest) -> HttpResponse:
             lambda: plan_choose(
                 customer=customer,
                 plan=plan,
-                success_url=_url(request, "billing:plans", "success"),
-                cancel_url=_url(request, "billing:plans", "cancel"),
                 return_url=_url(request, "billing:plans", "portal"),
+                **_returns(request, "billing:plans"),
             ),
             "billing:plans",
         )
