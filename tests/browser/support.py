@@ -13,6 +13,35 @@ DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
 
+# Basic accessibility checks of a page: named form fields, buttons and links, images with
+# alt text, a language, one main heading. Returns what is wrong.
+ACCESSIBILITY_PROBLEMS = """() => {
+  const problems = [];
+  const labelledBy = (el) => el.getAttribute("aria-labelledby");
+  const named = (el) => (el.getAttribute("aria-label") || "").trim() ||
+    (labelledBy(el) && document.getElementById(labelledBy(el))) ||
+    (el.id && document.querySelector(`label[for="${el.id}"]`)) || el.closest("label");
+  for (const el of document.querySelectorAll("input:not([type=hidden]), select, textarea")) {
+    if (!named(el)) problems.push(`field without a label: ${el.outerHTML.slice(0, 80)}`);
+  }
+  for (const el of document.querySelectorAll("button, a[href]")) {
+    if (!(el.textContent.trim() || el.getAttribute("aria-label"))) {
+      problems.push(`unnamed ${el.tagName.toLowerCase()}: ${el.outerHTML.slice(0, 80)}`);
+    }
+  }
+  for (const img of document.querySelectorAll("img")) {
+    if (!img.hasAttribute("alt")) problems.push(`image without alt: ${img.src}`);
+  }
+  if (!document.documentElement.lang) problems.push("no lang on <html>");
+  const h1 = document.querySelectorAll("h1").length;
+  if (h1 !== 1) problems.push(`${h1} <h1> headings`);
+  if (document.documentElement.scrollWidth > window.innerWidth + 1) {
+    problems.push(`wider than the window: ${document.documentElement.scrollWidth}px`);
+  }
+  return problems;
+}"""
+
+
 class Shots:
     """Full-page screenshots at desktop and phone widths: NAME-desktop.png, NAME-phone.png."""
 
@@ -21,10 +50,14 @@ class Shots:
         self.taken: list[str] = []
 
     def take(self, page, name: str) -> None:
+        """Photograph the page at both widths, checking at each its basic accessibility
+        and that nothing makes it wider than the screen."""
         size = page.viewport_size
         for label, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
             page.set_viewport_size(viewport)
             page.wait_for_timeout(150)  # let the layout settle at the new width
+            problems = page.evaluate(ACCESSIBILITY_PROBLEMS)
+            assert not problems, (name, label, problems)
             page.screenshot(path=str(self.folder / f"{name}-{label}.png"), full_page=True)
         page.set_viewport_size(size)
         self.taken.append(name)
