@@ -33,6 +33,22 @@ def plan_uses_credits(plan: Plan | None) -> bool:
     return plan is not None and plan.billing_model == BillingModel.CREDITS
 
 
+def plan_charges_money(plan: Plan | None) -> bool:
+    """Whether calls on ``plan`` may be charged in money (and so something may be owed)."""
+    if plan is None:
+        return False
+    return (
+        plan.billing_model in (BillingModel.PER_CALL, BillingModel.USAGE)
+        or (
+            plan.billing_model == BillingModel.SUBSCRIPTION and plan.overage == Plan.Overage.METERED
+        )
+        or (
+            plan.billing_model == BillingModel.FREEMIUM
+            and plan.free_tier_action == Plan.FreeTierAction.CHARGE
+        )
+    )
+
+
 def credit_balance(*, customer_id: int, plan: Plan | None) -> int | None:
     """The customer's credit balance, or None when its plan does not use credits."""
     if not plan_uses_credits(plan):
@@ -66,6 +82,7 @@ class Balance:
     """What the customer has and owes right now."""
 
     uses_credits: bool
+    owes_money: bool  # the plan charges calls in money (pay as you go, metered, overage)
     balance_credits: int
     held_credits: int  # reserved by calls in flight
     available_credits: int
@@ -78,6 +95,7 @@ def customer_balance(*, customer: Customer) -> Balance:
     account = CreditAccount.objects.filter(customer=customer).first() or CreditAccount()
     return Balance(
         uses_credits=plan_uses_credits(customer.plan),
+        owes_money=plan_charges_money(customer.plan),
         balance_credits=account.balance_credits,
         held_credits=account.held_credits,
         available_credits=account.available_credits,
