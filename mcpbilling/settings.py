@@ -130,6 +130,11 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# The gateway's Redis connections per server process (rate limits); a call waits up to
+# REDIS_POOL_TIMEOUT_S for a free one when all are busy.
+REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=50)
+REDIS_POOL_TIMEOUT_S = env.float("REDIS_POOL_TIMEOUT_S", default=10.0)
+
 # --- Celery ----------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL == "filesystem://":

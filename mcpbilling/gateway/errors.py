@@ -67,3 +67,13 @@ def unauthorized_response(exc: ApplicationError | None) -> JSONResponse:
         challenge += ', error="invalid_token"'
         body = {"error": exc.code, "error_description": exc.message}
     return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": challenge})
+
+
+def internal_error_response(message: str) -> JSONResponse:
+    """HTTP 500 carrying a JSON-RPC internal error (-32603) with a generic ``message``."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {"code": types.INTERNAL_ERROR, "message": message},
+    }
+    return JSONResponse(body, status_code=500)

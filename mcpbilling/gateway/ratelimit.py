@@ -147,8 +147,16 @@ async def rate_limiter() -> AsyncIterator[RateLimiter]:
     if not settings.REDIS_URL:
         yield RateLimiter(memory_counters)
         return
-    client = aioredis.Redis.from_url(settings.REDIS_URL)
+    # A bounded pool that makes a call wait for a free connection: redis-py's default
+    # pool raises "Too many connections" past 100 in flight instead of waiting.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.REDIS_URL,
+        max_connections=settings.REDIS_MAX_CONNECTIONS,
+        timeout=settings.REDIS_POOL_TIMEOUT_S,
+    )
+    client = aioredis.Redis(connection_pool=pool)
     try:
         yield RateLimiter(RedisCounters(client))
     finally:
         await client.aclose()
+        await pool.aclose()

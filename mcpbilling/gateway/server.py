@@ -9,8 +9,10 @@ through ``billing.billed_call``.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import AsyncIterator, Mapping
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -32,7 +34,7 @@ from mcpbilling.errors import ApplicationError
 from mcpbilling.gateway.billing import IDEMPOTENCY_META_KEY, billed_call
 from mcpbilling.gateway.catalog import InvalidArguments, catalog
 from mcpbilling.gateway.db import LoopDatabase, loop_database, run_db
-from mcpbilling.gateway.errors import unauthorized_response
+from mcpbilling.gateway.errors import internal_error_response, unauthorized_response
 from mcpbilling.gateway.ratelimit import RateLimiter, rate_limiter
 from mcpbilling.gateway.registry import tools_sync_python
 from mcpbilling.gateway.spares import SpareHolds, spare_holds
@@ -42,6 +44,7 @@ from mcpbilling.gateway.workers import ToolWorkers, tool_workers
 logger = logging.getLogger(__name__)
 
 PRINCIPAL_SCOPE_KEY = "mcpbilling.principal"
+Handler = Callable[[Any, Any], Awaitable[Any]]
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 
@@ -113,6 +116,36 @@ def _idempotency_key(params: Mapping[str, Any] | None) -> str | None:
     return key
 
 
+def _internal_error(exc: BaseException, what: str) -> MCPError:
+    """A JSON-RPC internal error with a reference to the logged exception, nothing more."""
+    reference = uuid.uuid4().hex[:12]
+    logger.error("%s failed (reference %s)", what, reference, exc_info=exc)
+    return MCPError(
+        code=types.INTERNAL_ERROR,
+        message=f"Internal error; nothing was charged (reference {reference}).",
+    )
+
+
+def _internal_errors_hidden(handler: Handler) -> Handler:
+    """``handler`` with any failure but an MCP error turned into ``_internal_error``.
+
+    Nothing internal (a library's message, a stack) reaches the client; the
+    operator finds the exception in the log by its reference.
+    """
+
+    @functools.wraps(handler)
+    async def guarded(ctx, params):
+        try:
+            return await handler(ctx, params)
+        except MCPError:
+            raise
+        except Exception as exc:
+            raise _internal_error(exc, handler.__name__) from None
+
+    return guarded
+
+
+@_internal_errors_hidden
 async def _list_tools(
     ctx: ServerRequestContext[GatewayState, Any], params: types.PaginatedRequestParams | None
 ) -> types.ListToolsResult:
@@ -132,6 +165,7 @@ async def _list_tools(
     return types.ListToolsResult(tools=await run_db(priced))
 
 
+@_internal_errors_hidden
 async def _call_tool(
     ctx: ServerRequestContext[GatewayState, Any], params: types.CallToolRequestParams
 ) -> types.CallToolResult:
@@ -192,6 +226,10 @@ class GatewayApp:
             )
         except ApplicationError as exc:
             await unauthorized_response(exc)(scope, receive, send)
+            return
+        except Exception as exc:
+            error = _internal_error(exc, "authentication")
+            await internal_error_response(error.error.message)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

@@ -109,7 +109,13 @@ def call(
 
 
 def call_error(
-    url: str, token: str, name: str, arguments: dict[str, Any] | None = None, *, meta=None
+    url: str,
+    token: str,
+    name: str,
+    arguments: dict[str, Any] | None = None,
+    *,
+    meta=None,
+    **options,
 ) -> MCPError:
     """The JSON-RPC error a call gets (fails the test when it gets a result)."""
 
@@ -120,7 +126,7 @@ def call_error(
             return exc
         raise AssertionError(f"{name} returned a result, not a JSON-RPC error")
 
-    return run(url, token, work)
+    return run(url, token, work, **options)
 
 
 def list_tools(url: str, token: str, **options) -> dict[str, types.Tool]:

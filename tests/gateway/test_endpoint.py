@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
-from mcp_types import INVALID_PARAMS
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 
 from billing.models import BillingModel, Hold, LedgerEntry, Plan, Tool, UsageRecord
 from billing.services.pricing import tool_price_set
 from tests.factories import PlanFactory, api_key, customer
 from tests.gateway import tools_for_tests
-from tests.gateway.support import balance, call, call_error, list_tools, refusal
+from tests.gateway.support import (
+    balance,
+    call,
+    call_error,
+    list_tools,
+    refusal,
+    serving,
+    site_app,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -249,3 +259,27 @@ def test_freemium_refusal_names_the_upgrade_plan(site):
     error = refusal(call(site, key, "calculate", {"expression": "1"}))
     assert error["code"] == "free_tier_exhausted"
     assert error["action_url"] == "http://127.0.0.1:8000/billing/plans/?plan=credits"
+
+
+class TestInternalErrors:
+    @pytest.mark.parametrize("mode", ["auto", "legacy"])
+    def test_a_broken_dependency_is_a_generic_internal_error_that_charges_nothing(
+        self, settings, transactional_db, funded, mode
+    ):
+        settings.REDIS_URL = "redis://127.0.0.1:1/0"  # the rate limiter's Redis is down
+        owner, key = funded(10)
+        logged: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = logged.append
+        logging.getLogger("mcpbilling.gateway.server").addHandler(handler)
+        try:
+            with serving(site_app()) as site:
+                error = call_error(site, key, "calculate", {"expression": "1"}, mode=mode)
+        finally:
+            logging.getLogger("mcpbilling.gateway.server").removeHandler(handler)
+        assert error.error.code == INTERNAL_ERROR
+        assert error.error.message.startswith("Internal error; nothing was charged (reference ")
+        assert "refused" not in error.error.message.lower()
+        reference = error.error.message.rsplit(" ", 1)[1].rstrip(").")
+        assert any(reference in record.getMessage() and record.exc_info for record in logged)
+        assert balance(owner) == 10 and not UsageRecord.objects.exists()
