@@ -39,11 +39,14 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_filters",
     "djstripe",
     "mcpbilling.apps.McpBillingConfig",
     "customers",
     "billing",
     "webhooks",
+    "mcpbilling.api",
 ]
 
 MIDDLEWARE = [
@@ -55,6 +58,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Idempotency-Key on POSTs to /api/v1/ (after authentication: keys are per operator).
+    "mcpbilling.api.idempotency.IdempotencyMiddleware",
 ]
 
 ROOT_URLCONF = "mcpbilling.urls"
@@ -151,6 +156,7 @@ CELERY_BEAT_SCHEDULE = {
     "outbox-dispatch": {"task": "billing.tasks.outbox_dispatch", "schedule": 10.0},
     "reconcile-meters": {"task": "billing.tasks.reconcile_meters", "schedule": 3600.0},
     "stripe-events-sweep": {"task": "webhooks.tasks.events_sweep_task", "schedule": 60.0},
+    "api-idempotency-purge": {"task": "api.tasks.idempotency_purge", "schedule": 3600.0},
 }
 
 # --- Stripe ----------------------------------------------------------------
@@ -182,23 +188,52 @@ BILLING_DEFAULT_CURRENCY = env.str("BILLING_DEFAULT_CURRENCY", default="usd")
 # A hold not settled within this time (a crashed worker) is released by beat.
 BILLING_HOLD_TTL_S = env.int("BILLING_HOLD_TTL_S", default=900)
 
-# --- REST API --------------------------------------------------------------
+# --- REST API (docs/decisions/0020) ---------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "mcpbilling.errors.drf_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PERMISSION_CLASSES": ["mcpbilling.api.permissions.OperatorPermissions"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "mcpbilling.api.schema.ApiSchema",
+    "EXCEPTION_HANDLER": "mcpbilling.api.errors.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "mcpbilling.api.pagination.CursorPage",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "PAGE_SIZE": 50,
+    # Ids are strings in the API; money is a *_decimal string of cents.
+    "COERCE_DECIMAL_TO_STRING": True,
+    "DATETIME_FORMAT": "iso-8601",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "MCP Billing operator API",
+    "DESCRIPTION": (
+        "Run the business from code: customers, API keys, credits, usage, plans, tools and "
+        "prices, upstream MCP servers, Stripe's subscriptions, invoices and payments, webhook "
+        "events and the outbox. Authenticate with `Authorization: Token <operator token>` "
+        "(`python manage.py operator_token NAME`). Ids are strings, money is a `*_decimal` "
+        "string of cents, credits are integers, times are ISO 8601 in UTC. Every error is "
+        '`{"error": {"code", "message", "fields"?}}`; every list is a cursor page '
+        '`{"results", "next", "previous"}`; every POST takes an `Idempotency-Key`.'
+    ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["mcpbilling.api.permissions.StaffOnly"],
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": False,
+    "ENUM_NAME_OVERRIDES": {},
+    "PATH_CONVERTER_OVERRIDE": {"id": {"type": "string", "pattern": "^[0-9]{1,18}$"}},
+    # Swagger UI and Redoc are served from this project (drf-spectacular-sidecar), no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
+# How long an Idempotency-Key and its answer are kept, hours (at least 24).
+API_IDEMPOTENCY_TTL_H = max(env.int("API_IDEMPOTENCY_TTL_H", default=24), 24)
 
 # --- Auth, i18n, static ----------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

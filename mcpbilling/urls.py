@@ -17,6 +17,7 @@ urlpatterns = [
         name="oauth-protected-resource-mcp",
     ),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("mcpbilling.api.urls", namespace="api")),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("billing/", include("billing.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
