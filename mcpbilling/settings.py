@@ -226,7 +226,10 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": False,
     "ENUM_NAME_OVERRIDES": {},
-    "PATH_CONVERTER_OVERRIDE": {"id": {"type": "string", "pattern": "^[0-9]{1,18}$"}},
+    "PATH_CONVERTER_OVERRIDE": {
+        "id": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+        "stripe_id": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,255}$"},
+    },
     # Swagger UI and Redoc are served from this project (drf-spectacular-sidecar), no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -301,6 +304,9 @@ MCP_TOOL_MODULES = env.list(
         "mcpbilling.gateway.tools.dates",
     ],
 )
+# Commands a stdio upstream server may run when it is set up through the REST API
+# (anything through the admin). Empty: stdio servers are set up in the admin only.
+MCP_UPSTREAM_STDIO_COMMANDS = env.list("MCP_UPSTREAM_STDIO_COMMANDS", default=[])
 # Create Tool rows (and first prices) for the registered Python tools at start-up.
 MCP_SYNC_TOOLS_ON_STARTUP = env.bool("MCP_SYNC_TOOLS_ON_STARTUP", default=True)
 # Largest accepted request body at /mcp, bytes (larger: 413).
