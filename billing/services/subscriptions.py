@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import stripe
+from django.conf import settings
 from djstripe import models as dj
 
-from billing.services.stripe_catalog import mirror
 from mcpbilling.errors import ApplicationError
 from mcpbilling.stripe_api import stripe_client
 
@@ -37,5 +37,6 @@ def subscription_cancel(
         raise ApplicationError(
             "stripe_refused", f"Stripe refused: {exc.user_message or exc.code or 'an error'}."
         ) from exc
-    mirror(dj.Subscription, remote)
+    # As a stripe object, not a dict: dj-stripe pages through its items.
+    dj.Subscription.sync_from_stripe_data(remote, api_key=settings.STRIPE_SECRET_KEY)
     return dj.Subscription.objects.get(id=subscription.id)
