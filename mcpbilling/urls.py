@@ -3,6 +3,7 @@ from django.urls import include, path
 
 from mcpbilling import health
 from mcpbilling.gateway import views as gateway_views
+from webhooks.views import stripe_webhook
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -18,6 +19,8 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("api/v1/", include("mcpbilling.api.urls", namespace="api")),
+    # dj-stripe's webhook view behind our checks (webhooks/views.py); same path and name.
+    path("stripe/webhook/<uuid:uuid>/", stripe_webhook, name="stripe-webhook"),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("billing/", include("billing.urls")),
     path("accounts/", include("django.contrib.auth.urls")),

@@ -34,6 +34,8 @@ ENDED = ("canceled", "incomplete_expired")
 OWING = ("past_due", "unpaid")
 # PaymentIntents our own collection and auto top-up create carry this metadata key.
 PURPOSES = ("collection", "topup")
+# PaymentIntent statuses after a failed attempt (with its ``last_payment_error``).
+FAILED_PAYMENT = ("requires_payment_method", "canceled")
 
 
 @dataclass(frozen=True)
@@ -83,13 +85,17 @@ def _from_unix(value: int) -> datetime:
 # --- Checkout --------------------------------------------------------------------------
 
 
-def checkout_fulfil(*, session: dict[str, Any]) -> Outcome:
-    """A paid Checkout Session: grant its credit pack once, or apply the new subscription."""
+def checkout_fulfil(*, session_id: str) -> Outcome:
+    """A paid Checkout Session: grant its credit pack once, or apply the new subscription.
+
+    The session is read from Stripe: an event's copy of it is never trusted to move money.
+    """
+    session = stripe_client().v1.checkout.sessions.retrieve(session_id).to_dict()
     if session.get("status") != "complete" or session.get("payment_status") not in (
         "paid",
         "no_payment_required",
     ):
-        return ignored(f"session {session['status']}, {session.get('payment_status')}")
+        return ignored(f"session {session.get('status')}, {session.get('payment_status')}")
     customer = customer_for_stripe(
         stripe_customer_id=session.get("customer"), metadata=session.get("metadata")
     )
@@ -127,13 +133,16 @@ def _credit_pack_grant(*, customer: Customer, pack: CreditPack, session: dict) -
     return Outcome(done=True, note=f"granted {pack.credits} credits")
 
 
-def charge_refund_apply(*, charge: dict[str, Any]) -> Outcome:
-    """A refunded charge of a credit pack: take back the pack's credits not yet spent."""
-    payment_intent_id = charge.get("payment_intent") or "-"
-    grant = CheckoutGrant.objects.filter(payment_intent_id=payment_intent_id).first()
+def charge_refund_apply(*, charge_id: str) -> Outcome:
+    """A refunded charge of a credit pack: take back the pack's credits not yet spent.
+
+    The charge is read from Stripe, not taken from the event.
+    """
+    charge = stripe_client().v1.charges.retrieve(charge_id)
+    grant = CheckoutGrant.objects.filter(payment_intent_id=charge.payment_intent or "-").first()
     if grant is None:
         return ignored("not a credit pack payment")
-    if not charge.get("refunded"):
+    if not charge.refunded:
         # A partial refund leaves the credits; the operator adjusts them if needed.
         return ignored("partially refunded: credits kept")
     entry = credit_reverse(
@@ -266,13 +275,20 @@ def payment_method_sync(*, stripe_customer_id: str | None) -> Outcome:
     return Outcome(done=True, note=f"payment method: {has_card}")
 
 
-def payment_intent_apply(*, payment_intent: dict[str, Any], succeeded: bool) -> Outcome:
-    """Collection and auto top-up payments go to the collection service; Checkout's are not ours."""
+def payment_intent_apply(*, payment_intent_id: str) -> Outcome:
+    """Collection and auto top-up payments go to the collection service; Checkout's are not ours.
+
+    Whether the payment succeeded or failed is what Stripe says now, not what the event says.
+    """
+    payment_intent = stripe_client().v1.payment_intents.retrieve(payment_intent_id).to_dict()
     purpose = _get(payment_intent, "metadata", "mcpb_purpose")
     if purpose not in PURPOSES:
         return ignored("not a collection or top-up payment")
-    if succeeded:
+    status = payment_intent.get("status")
+    if status == "succeeded":
         payment_intent_succeeded(payment_intent=payment_intent)
-    else:
+    elif status in FAILED_PAYMENT and payment_intent.get("last_payment_error"):
         payment_intent_failed(payment_intent=payment_intent)
-    return Outcome(done=True, note=f"{purpose} {'succeeded' if succeeded else 'failed'}")
+    else:
+        return ignored(f"{purpose} payment {status}")
+    return Outcome(done=True, note=f"{purpose} {status}")

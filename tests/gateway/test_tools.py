@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import date
 
 import anyio
 import pytest
+from django.conf import settings
 from mcp.server.mcpserver.exceptions import ToolError
 
 from mcpbilling.gateway.registry import python_tools
@@ -33,6 +36,11 @@ class TestCalculate:
             ("max(1, 7, 3) - min(4, 2)", 5),
             ("factorial(10)", 3628800),
             ("log10(1000) + log(e)", 4.0),
+            ("round(1234567, -3)", 1235000),
+            ("round(1, -100000000)", 0),  # was 227 s of CPU holding the GIL
+            ("round(10 ** 1200, -1300)", 0),
+            ("round(2.5, 100000000)", 2.5),
+            ("round(-1e308, -400)", 0.0),
         ],
     )
     def test_arithmetic(self, expression, value):
@@ -74,6 +82,7 @@ class TestCalculate:
             "(-8) ** (1 / 3)",
             "1 / 0",
             "1 +" * 100 + "1",
+            "round(1, 0.5)",
         ],
     )
     def test_expensive_or_impossible_results_are_refused(self, expression):
@@ -142,3 +151,20 @@ class TestOtherTools:
         assert business_days(date(2026, 3, 16), date(2026, 3, 2)) == -10
         assert run_tool("date_calc", start="9999-12-31", days=1).is_error
         assert run_tool("date_calc", start="not a date").is_error
+
+
+def test_every_operation_is_bounded_whatever_its_operands():
+    """No expression of allowed functions and operators on extreme operands runs away.
+
+    A guard, not a speed measurement: the property runs in a child process (C
+    code holding the GIL, as round(1, -10**8) did, cannot be interrupted in
+    this one) that normally finishes in seconds; it is killed after 120.
+    """
+    child = subprocess.run(
+        [sys.executable, "-m", "tests.gateway.calculator_bounds"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=settings.BASE_DIR,
+    )
+    assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-3000:]

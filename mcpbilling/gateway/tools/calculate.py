@@ -3,7 +3,9 @@
 The expression is parsed with ``ast`` and only numbers, arithmetic operators,
 a few constants and ``math`` functions are evaluated; nothing is ever passed
 to ``eval``. Size limits (characters, syntax nodes, bits of an integer,
-factorial's argument) keep one call cheap whatever it asks for.
+factorial's argument, round's digits) bound every operation whose cost grows
+with its operands, so one call stays cheap whatever it asks for; the gateway
+also runs the tool in a worker process it kills at the timeout.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ MAX_EXPRESSION_CHARS = 500
 MAX_NODES = 200
 MAX_INT_BITS = 4096  # about 1,233 decimal digits
 MAX_FACTORIAL = 500
+# round(x, n) computes 10 ** -n for a negative n (round(1, -10**8) held the CPU for
+# minutes). Beyond this many digits the result no longer changes for any operand
+# allowed here (an integer of MAX_INT_BITS has 1,234 digits; a float's exact
+# decimal expansion has at most 1,074 places), so n is clamped to it.
+MAX_ROUND_DIGITS = 1300
 
 Number = int | float
 
@@ -57,6 +64,14 @@ def _factorial(n: Number) -> int:
     return math.factorial(n)
 
 
+def _round(value: Number, digits: Number | None = None) -> Number:
+    if digits is None:
+        return round(value)
+    if not isinstance(digits, int):
+        raise ToolError("round takes a whole number of digits.")
+    return round(value, max(-MAX_ROUND_DIGITS, min(digits, MAX_ROUND_DIGITS)))
+
+
 BINARY: dict[type[ast.operator], Callable[[Number, Number], Number]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -73,7 +88,7 @@ UNARY: dict[type[ast.unaryop], Callable[[Number], Number]] = {
 CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e, "tau": math.tau}
 FUNCTIONS: dict[str, Callable[..., Number]] = {
     "abs": abs,
-    "round": round,
+    "round": _round,
     "min": min,
     "max": max,
     "sqrt": math.sqrt,
