@@ -43,6 +43,7 @@ from billing.serializers import (
     CentsDecimalField,
     IdFilter,
     SignedCentsDecimalField,
+    SlugLookupField,
     UnixTimeField,
 )
 from billing.services.calls import hold_release
@@ -451,7 +452,7 @@ class PlanInputSerializer(serializers.Serializer):
         min_value=0, max_value=MAX_COUNT, required=False, allow_null=True
     )
     free_tier_action = serializers.ChoiceField(choices=Plan.FreeTierAction.choices, required=False)
-    upgrade_plan = serializers.SlugRelatedField(
+    upgrade_plan = SlugLookupField(
         slug_field="slug", queryset=Plan.objects.all(), required=False, allow_null=True
     )
     exposure_limit_decimal = CentsDecimalField(
@@ -463,7 +464,7 @@ class PlanInputSerializer(serializers.Serializer):
     auto_topup_threshold_credits = serializers.IntegerField(
         min_value=0, max_value=MAX_COUNT, required=False, allow_null=True
     )
-    auto_topup_pack = serializers.SlugRelatedField(
+    auto_topup_pack = SlugLookupField(
         slug_field="slug", queryset=CreditPack.objects.all(), required=False, allow_null=True
     )
     daily_budget_decimal = CentsDecimalField(

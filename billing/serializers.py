@@ -89,3 +89,13 @@ class UnixTimeField(serializers.DateTimeField):
         if value is None:
             return None
         return super().to_representation(datetime.fromtimestamp(int(value), tz=UTC))
+
+
+class SlugLookupField(serializers.SlugRelatedField):
+    """An object named by its slug; text that cannot be a slug is refused before any query
+    (a NUL byte would reach PostgreSQL otherwise)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not re.fullmatch(r"[-a-zA-Z0-9_]{1,50}", data):
+            self.fail("does_not_exist", slug_name=self.slug_field, value="(not a slug)")
+        return super().to_internal_value(data)

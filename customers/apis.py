@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.models import Plan
-from billing.serializers import CentsDecimalField
+from billing.serializers import CentsDecimalField, SlugLookupField
 from customers.models import ApiKey, Customer
 from customers.selectors import api_key_list, customer_list
 from customers.services import (
@@ -88,7 +88,7 @@ class CustomerListApi(generics.ListAPIView):
     class InputSerializer(serializers.Serializer):
         email = serializers.EmailField()
         name = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
-        plan = serializers.SlugRelatedField(
+        plan = SlugLookupField(
             slug_field="slug",
             queryset=Plan.objects.all(),
             required=False,
@@ -124,7 +124,7 @@ class CustomerDetailApi(APIView):
     class InputSerializer(serializers.Serializer):
         email = serializers.EmailField()
         name = serializers.CharField(max_length=200, allow_blank=True)
-        plan = serializers.SlugRelatedField(slug_field="slug", queryset=Plan.objects.all())
+        plan = SlugLookupField(slug_field="slug", queryset=Plan.objects.all())
         status = serializers.ChoiceField(
             choices=OPERATOR_STATUSES,
             help_text="suspended stops the customer's calls; active lets them go on.",

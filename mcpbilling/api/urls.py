@@ -123,5 +123,5 @@ urlpatterns = [
         name="meter-reconciliations",
     ),
     # Anything else under /api/v1/: a 404 in the one error shape.
-    re_path(r"^(?P<path>.*)$", not_found),
+    re_path(r"^(?P<path>[\s\S]*)$", not_found),
 ]

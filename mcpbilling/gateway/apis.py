@@ -3,6 +3,8 @@ mcpbilling/api/urls.py)."""
 
 from __future__ import annotations
 
+import re
+
 import django_filters
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, extend_schema
@@ -21,6 +23,8 @@ from billing.services.catalog import (
 from mcpbilling.gateway.catalog import catalog
 from mcpbilling.gateway.upstream import upstream_refresh
 
+HEADER_NAME = r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}"  # an HTTP token (RFC 9110)
+ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,99}"
 ENV_HELP = 'A value written "${NAME}" is read from the environment variable NAME.'
 
 
@@ -74,9 +78,14 @@ class UpstreamServerInputSerializer(serializers.Serializer):
     enabled = serializers.BooleanField(required=False)
 
     def validate(self, data):
-        for name in ("headers", "env"):
-            if len(data.get(name) or {}) > 100:
-                raise serializers.ValidationError({name: ["At most 100 entries."]})
+        names = {"headers": HEADER_NAME, "env": ENV_NAME}
+        for field, pattern in names.items():
+            mapping = data.get(field) or {}
+            if len(mapping) > 100:
+                raise serializers.ValidationError({field: ["At most 100 entries."]})
+            bad = [name for name in mapping if not re.fullmatch(pattern, name)]
+            if bad:
+                raise serializers.ValidationError({field: [f"Not a valid name: {bad[0]!r}."]})
         return data
 
 

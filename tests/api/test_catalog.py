@@ -209,3 +209,13 @@ def test_refreshing_a_server_lists_its_tools_unpriced(api):
     names = [row["name"] for row in response.json()]
     assert "text_shout" in names and all(row["price"] is None for row in response.json())
     assert Tool.objects.filter(upstream=server).count() == len(names)
+
+
+def test_header_and_environment_names_are_checked(api):
+    for field, name in (("headers", "Bad Header"), ("env", "1BAD")):
+        response = api.post(
+            f"{API}upstream-servers/",
+            {"name": "n", "transport": "http", "url": "http://a.test/", field: {name: "v"}},
+            format="json",
+        )
+        assert response.status_code == 400 and field in error_of(response)["fields"]

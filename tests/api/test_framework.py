@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.staticfiles import finders
+from rest_framework.exceptions import ValidationError
 
+from customers.apis import CustomerListApi
 from tests.api.conftest import API, error_of, token_client
 from tests.factories import customer
 
@@ -171,3 +173,37 @@ def test_the_docs_are_served_from_the_project_not_a_cdn(api, operator_user, clie
         assert "/static/drf_spectacular_sidecar/" in html
         assert "cdn." not in html and "unpkg" not in html and "jsdelivr" not in html
     assert finders.find("drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
+
+
+def test_a_write_to_an_unknown_path_is_a_json_404_not_a_csrf_page(operator_user):
+    from rest_framework.test import APIClient
+
+    browser = APIClient(enforce_csrf_checks=True)
+    browser.force_login(operator_user)
+    for method in ("post", "delete", "patch"):
+        response = getattr(browser, method)(f"{API}customers/%C2%84/")
+        assert response.status_code == 404
+        assert error_of(response)["code"] == "not_found"
+
+
+def test_a_nul_in_a_query_or_a_slug_is_refused_not_a_500(api):
+    assert api.get(f"{API}customers/", {"q": "x\x00"}).status_code == 400
+    field = CustomerListApi.InputSerializer().fields["plan"]
+    with pytest.raises(ValidationError):
+        field.run_validation("pro\x00")
+
+
+def test_text_no_column_can_hold_is_a_400_wherever_it_is_in_the_body(api):
+    for body in (
+        '{"email": "a@example.com", "name": "\\ud800"}',
+        '{"email": "a@example.com", "\\u0000": 1}',
+    ):
+        response = api.post(f"{API}customers/", body, content_type="application/json")
+        assert response.status_code == 400, body
+        assert error_of(response)["code"] == "parse_error"
+
+
+def test_any_unknown_path_is_a_json_404_even_with_a_newline(api):
+    response = api.post(f"{API}holds/%C2%92%0AR/release/")
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found"
