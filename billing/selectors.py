@@ -80,8 +80,19 @@ def ledger_entry_list(*, customer: Customer) -> QuerySet[LedgerEntry]:
 
 
 def usage_list() -> QuerySet[UsageRecord]:
-    """Settled calls with the names a listing shows; filtered and paged by the caller."""
-    return UsageRecord.objects.select_related("tool", "price", "plan", "api_key")
+    """Settled calls with the names a listing shows; filtered and paged by the caller.
+
+    Only the columns a listing shows are read: not the stored tool result, nor the
+    related rows' JSON (a tool's schema, a price's tiers), which cost more to decode
+    than the query costs to run.
+    """
+    return UsageRecord.objects.select_related("tool", "price", "plan", "api_key").only(
+        *(f.name for f in UsageRecord._meta.concrete_fields if f.name != "response"),
+        "tool__name",
+        "price__version",
+        "plan__slug",
+        "api_key__prefix",
+    )
 
 
 def hold_list_open() -> QuerySet[Hold]:

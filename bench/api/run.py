@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import logging
 import os
 import platform
 import statistics
@@ -81,7 +82,7 @@ def prepare(rows: int, reload: bool) -> tuple[int, str]:
             common = (
                 "FROM generate_series(1, %(rows)s) AS g, "
                 "LATERAL (SELECT (%(ids)s::bigint[])[1 + g %% %(n)s] AS customer_id, "
-                "%(now)s::timestamptz - make_interval(secs => g * %(step)s / 1e6) AS at) AS r"
+                "%(now)s::timestamptz - make_interval(secs => g::bigint * %(step)s / 1e6) AS at) AS r"
             )
             params = {
                 "rows": rows,
@@ -161,6 +162,7 @@ def main() -> None:
     args = parser.parse_args()
 
     customer, token = prepare(args.rows, args.reload)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per request
     cases = {
         "unfiltered, first page": {},
         "unfiltered, 90 % deep": {"cursor": deep_cursor(customer=None, fraction=0.9)},
