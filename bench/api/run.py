@@ -82,7 +82,8 @@ def prepare(rows: int, reload: bool) -> tuple[int, str]:
             common = (
                 "FROM generate_series(1, %(rows)s) AS g, "
                 "LATERAL (SELECT (%(ids)s::bigint[])[1 + g %% %(n)s] AS customer_id, "
-                "%(now)s::timestamptz - make_interval(secs => g::bigint * %(step)s / 1e6) AS at) AS r"
+                "%(now)s::timestamptz - make_interval(secs => g::bigint * %(step)s / 1e6) "
+                "AS at) AS r"
             )
             params = {
                 "rows": rows,
