@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 
 import django_filters
+from django.conf import settings
 from django.db.models import OuterRef, Q, Subquery
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -32,12 +33,12 @@ from billing.models import (
     UsageRecord,
 )
 from billing.selectors import (
-    account_balance,
+    customer_balance,
     hold_list_open,
     ledger_entry_list,
     tool_list,
     tool_price_list,
-    usage_list,
+    usage_records,
 )
 from billing.serializers import (
     CentsDecimalField,
@@ -213,19 +214,31 @@ class CreditAdjustmentApi(APIView):
 
 
 class BalanceSerializer(serializers.Serializer):
-    customer = serializers.CharField()
-    credits = serializers.IntegerField(help_text="The balance: the sum of the ledger.")
-    held_credits = serializers.IntegerField(help_text="Reserved by calls in flight.")
-    available_credits = serializers.IntegerField(help_text="credits - held_credits.")
-    uses_credits = serializers.BooleanField(help_text="Whether the customer's plan uses credits.")
+    customer = serializers.CharField(source="customer.pk")
+    credits = serializers.IntegerField(
+        source="balance.balance_credits", help_text="The balance: the sum of the ledger."
+    )
+    held_credits = serializers.IntegerField(
+        source="balance.held_credits", help_text="Reserved by calls in flight."
+    )
+    available_credits = serializers.IntegerField(
+        source="balance.available_credits", help_text="credits - held_credits."
+    )
+    uses_credits = serializers.BooleanField(
+        source="balance.uses_credits", help_text="Whether the customer's plan uses credits."
+    )
     held_decimal = CentsDecimalField(
-        source="held_microcents", help_text="Money reserved by calls in flight, cents."
+        source="balance.held_microcents", help_text="Money reserved by calls in flight, cents."
     )
     unbilled_decimal = CentsDecimalField(
-        source="unbilled_microcents",
+        source="balance.unbilled_microcents",
         help_text="Pay-as-you-go usage captured and not collected yet, cents.",
     )
-    currency = serializers.CharField()
+    currency = serializers.SerializerMethodField()
+
+    def get_currency(self, data) -> str:
+        plan = data["customer"].plan
+        return plan.currency if plan else settings.BILLING_DEFAULT_CURRENCY
 
 
 class BalanceApi(APIView):
@@ -236,11 +249,8 @@ class BalanceApi(APIView):
     @extend_schema(responses=BalanceSerializer)
     def get(self, request, customer_id: int):
         customer = _customer(customer_id)
-        balance = account_balance(customer=customer)
-        data = {**balance.__dict__, "customer": customer.pk}
-        return Response(
-            BalanceSerializer({**data, "available_credits": balance.available_credits}).data
-        )
+        balance = customer_balance(customer=customer)
+        return Response(BalanceSerializer({"customer": customer, "balance": balance}).data)
 
 
 # --- usage and holds -------------------------------------------------------------------
@@ -293,7 +303,7 @@ class UsageListApi(generics.ListAPIView):
     ordering = ("-created_at", "-id")
 
     def get_queryset(self):
-        return usage_list()
+        return usage_records()
 
 
 class UsageDetailApi(APIView):
@@ -303,7 +313,7 @@ class UsageDetailApi(APIView):
 
     @extend_schema(responses=UsageRecordSerializer)
     def get(self, request, usage_id):
-        return Response(UsageRecordSerializer(get_object_or_404(usage_list(), pk=usage_id)).data)
+        return Response(UsageRecordSerializer(get_object_or_404(usage_records(), pk=usage_id)).data)
 
 
 class UsageRefundApi(APIView):
@@ -331,7 +341,7 @@ class UsageRefundApi(APIView):
         usage_refund(
             usage_id=usage.pk, reason=data["reason"] or f"Refunded by {request.user.get_username()}"
         )
-        return Response(UsageRecordSerializer(get_object_or_404(usage_list(), pk=usage_id)).data)
+        return Response(UsageRecordSerializer(get_object_or_404(usage_records(), pk=usage_id)).data)
 
 
 class HoldSerializer(serializers.Serializer):

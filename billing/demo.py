@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -121,9 +122,20 @@ def _demo_key(customer: Customer) -> str:
     return issued.secret
 
 
+def _demo_email_verified(customer: Customer) -> None:
+    """The demo sign-in's email counts as verified, so it can sign in at once."""
+    if customer.user_id is not None:
+        EmailAddress.objects.update_or_create(
+            user_id=customer.user_id,
+            email=customer.email,
+            defaults={"verified": True, "primary": True},
+        )
+
+
 def _demo_login(customer: Customer) -> str | None:
-    """A login ``demo`` for the demo customer's billing pages; its password is printed once."""
+    """A sign-in (demo@example.com) for the demo customer's pages; its password is printed once."""
     if not settings.DEBUG or customer.user_id is not None:
+        _demo_email_verified(customer)
         return None
     users = get_user_model()
     password = secrets.token_urlsafe(12)
@@ -135,6 +147,7 @@ def _demo_login(customer: Customer) -> str | None:
         user.save(update_fields=["password"])
     customer.user = user
     customer.save(update_fields=["user"])
+    _demo_email_verified(customer)
     return password
 
 

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from billing.models import Plan
 from billing.serializers import CentsDecimalField, SlugLookupField
 from customers.models import ApiKey, Customer
-from customers.selectors import api_key_list, customer_list
+from customers.selectors import customer_api_keys, customer_list
 from customers.services import (
     OPERATOR_STATUSES,
     api_key_create,
@@ -188,7 +188,7 @@ def _customer(customer_id: int) -> Customer:
 
 
 def _api_key(customer_id: int, key_id: int) -> ApiKey:
-    return get_object_or_404(api_key_list(customer=_customer(customer_id)), pk=key_id)
+    return get_object_or_404(customer_api_keys(customer=_customer(customer_id)), pk=key_id)
 
 
 class ApiKeyFilter(django_filters.FilterSet):
@@ -232,7 +232,7 @@ class ApiKeyListApi(generics.ListAPIView):
             return value
 
     def get_queryset(self):
-        return api_key_list(customer=_customer(self.kwargs["customer_id"]))
+        return customer_api_keys(customer=_customer(self.kwargs["customer_id"]))
 
     @extend_schema(
         summary="Issue an API key",

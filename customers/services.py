@@ -248,17 +248,25 @@ def api_key_revoke(*, api_key: ApiKey, now: datetime | None = None) -> ApiKey:
 
 
 @transaction.atomic
-def api_key_rotate(*, api_key: ApiKey) -> IssuedKey:
-    """Revoke a key and issue its replacement with the same name, scopes and limits."""
+def api_key_rotate(*, api_key: ApiKey, now: datetime | None = None) -> IssuedKey:
+    """Revoke a key and issue its replacement with the same name, scopes and limits.
+
+    A key that expires gets a replacement with the same lifetime from now, so
+    rotating an expired key gives a working one. A revoked key is not rotated.
+    """
     if api_key.revoked_at is not None:
         raise ApplicationError(
             "key_revoked", "This key is revoked; issue a new key instead of rotating it."
         )
-    api_key_revoke(api_key=api_key)
+    now = now or timezone.now()
+    expires_at = api_key.expires_at
+    if expires_at is not None:
+        expires_at = now + (expires_at - api_key.created_at)
+    api_key_revoke(api_key=api_key, now=now)
     return api_key_create(
         customer=api_key.customer,
         name=api_key.name,
         scopes=api_key.scopes,
-        expires_at=api_key.expires_at,
+        expires_at=expires_at,
         daily_budget_microcents=api_key.daily_budget_microcents,
     )

@@ -5,6 +5,7 @@ broker, the local-memory cache and the built-in Stripe emulator. With
 ``DJANGO_ENV=production`` the process refuses to start without its secrets.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -42,6 +43,10 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_filters",
     "djstripe",
+    "allauth",
+    "allauth.account",
+    "django_bootstrap5",
+    "bootstrap",  # Bootstrap's CSS and JS, served from our static files (ADR 0030)
     "mcpbilling.apps.McpBillingConfig",
     "customers",
     "billing",
@@ -58,6 +63,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     # Idempotency-Key on POSTs to /api/v1/ (after authentication: keys are per operator).
     "mcpbilling.api.idempotency.IdempotencyMiddleware",
 ]
@@ -188,6 +194,48 @@ BILLING_DEFAULT_CURRENCY = env.str("BILLING_DEFAULT_CURRENCY", default="usd")
 # A hold not settled within this time (a crashed worker) is released by beat.
 BILLING_HOLD_TTL_S = env.int("BILLING_HOLD_TTL_S", default=900)
 
+# --- Customer accounts (django-allauth, ADR 0031) ----------------------------
+# Customers sign up and in with their email; the address is verified before the
+# first sign-in. Sign-up creates the billing customer on BILLING_SIGNUP_PLAN.
+ACCOUNT_ADAPTER = "billing.accounts.AccountAdapter"
+ACCOUNT_FORMS = {"signup": "billing.accounts.SignupForm"}
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_LOGOUT_REDIRECT_URL = "/"
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[MCP Billing] "
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = SITE_URL.partition("://")[0] or "http"
+# Sign-in attempts that fail are limited per address and per email (allauth's own
+# limits, kept in the cache: Redis in production). Its other limits keep their defaults.
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": env.str("ACCOUNT_LOGIN_FAILED_RATE", default="10/m/ip,5/5m/key"),
+}
+BILLING_SIGNUP_PLAN = env.str("BILLING_SIGNUP_PLAN", default="free")
+
+BOOTSTRAP5 = {
+    # Never the CDN: the layout links the files from static/ (ADR 0030).
+    "css_url": None,
+    "javascript_url": None,
+    "set_placeholder": False,
+    "field_renderers": {"default": "mcpbilling.form_rendering.FieldRenderer"},
+}
+
+# --- Mail ------------------------------------------------------------------
+# EMAIL_URL: smtp://user:password@host:587 (or smtp+tls://, smtp+ssl://). The embedded
+# default prints each mail (sign-up verification, password reset) to the console.
+if PRODUCTION:
+    _email = env.email_url("EMAIL_URL")
+else:
+    _email = env.email_url("EMAIL_URL", default="consolemail://")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+for _name in ("HOST", "PORT", "HOST_USER", "HOST_PASSWORD", "USE_TLS", "USE_SSL", "TIMEOUT"):
+    if _email.get(f"EMAIL_{_name}") is not None:
+        globals()[f"EMAIL_{_name}"] = _email[f"EMAIL_{_name}"]
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="MCP Billing <billing@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
 # --- REST API (docs/decisions/0020) ---------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -245,12 +293,19 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",  # the admin's usernames
+    "allauth.account.auth_backends.AuthenticationBackend",  # customers sign in by email
+]
+LOGIN_URL = "account_login"
+CSRF_FAILURE_VIEW = "mcpbilling.error_pages.csrf_failure"
+LOGIN_REDIRECT_URL = "/dashboard/"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
 # Where collectstatic gathers files for production; development serves them
 # from the apps directly (WhiteNoise's finders), so it needs none.
 STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")) if PRODUCTION else None
@@ -307,6 +362,11 @@ MCP_TOOL_MODULES = env.list(
 # Commands a stdio upstream server may run when it is set up through the REST API
 # (anything through the admin). Empty: stdio servers are set up in the admin only.
 MCP_UPSTREAM_STDIO_COMMANDS = env.list("MCP_UPSTREAM_STDIO_COMMANDS", default=[])
+# Python tools run in this many worker processes per server process (a tool that holds
+# the CPU cannot stall the server; at its timeout the worker is killed and replaced),
+# each allowed this much more memory than the loaded tools use (0: no limit).
+MCP_TOOL_WORKERS = env.int("MCP_TOOL_WORKERS", default=max(2, os.cpu_count() or 1))
+MCP_TOOL_MEMORY_MB = env.int("MCP_TOOL_MEMORY_MB", default=512)
 # Create Tool rows (and first prices) for the registered Python tools at start-up.
 MCP_SYNC_TOOLS_ON_STARTUP = env.bool("MCP_SYNC_TOOLS_ON_STARTUP", default=True)
 # Largest accepted request body at /mcp, bytes (larger: 413).

@@ -23,5 +23,12 @@ urlpatterns = [
     path("stripe/webhook/<uuid:uuid>/", stripe_webhook, name="stripe-webhook"),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("billing/", include("billing.urls")),
-    path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/", include("allauth.urls")),
+    # The customer's pages: pricing (signed out) or dashboard, usage, keys, connect.
+    path("", include("billing.site_urls")),
+    path("", include("customers.urls")),
 ]
+
+handler404 = "mcpbilling.error_pages.not_found"
+handler403 = "mcpbilling.error_pages.forbidden"
+handler500 = "mcpbilling.error_pages.server_error"

@@ -78,3 +78,16 @@ def shopper_create(client) -> Customer:
     owner.save(update_fields=["user"])
     client.force_login(user)
     return owner
+
+
+def signed_in_customer(client, email: str, *, plan=None, password: str = "pw-12345-x") -> Customer:
+    """A customer with a sign-in (its email verified), signed in on ``client``."""
+    from allauth.account.models import EmailAddress
+
+    user = get_user_model().objects.create_user(email.split("@")[0], email, password)
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    owner = customer(email, plan=plan or PlanFactory(slug="credits", billing_model="credits"))
+    owner.user = user
+    owner.save(update_fields=["user"])
+    client.force_login(user)
+    return owner

@@ -61,14 +61,17 @@ def test_seed_demo_is_idempotent_and_its_key_keeps_working(settings, tmp_path):
 def test_seed_demo_prints_the_customer_login_once_in_debug(settings, tmp_path, client):
     settings.RUN_DIR, settings.DEBUG = tmp_path, True
     first = run("seed_demo")
-    match = re.search(r"^customer login: demo / (\S+) ", first, re.M)
+    match = re.search(r"^customer login: demo@example.com / (\S+) ", first, re.M)
     assert match, first
     assert "customer login" not in run("seed_demo")
 
-    assert client.login(username="demo", password=match.group(1))
+    signed_in = client.post(
+        "/accounts/login/", {"login": "demo@example.com", "password": match.group(1)}
+    )
+    assert signed_in.status_code == 302 and signed_in["Location"] == "/dashboard/"
     page = client.get("/billing/credits/")
     assert page.status_code == 200
-    assert b"<strong>1000</strong> credits" in page.content
+    assert re.search(rb'id="available-credits">\s*1,000\s*<', page.content)
 
 
 def test_seed_demo_issues_a_new_key_when_the_saved_one_was_revoked(settings, tmp_path):

@@ -12,6 +12,7 @@ SECRETS = {
     "SECRET_KEY": "x" * 50,
     "ALLOWED_HOSTS": "billing.example.com",
     "STRIPE_SECRET_KEY": "sk_live_" + "a" * 24,
+    "EMAIL_URL": "smtp+tls://mailer:secret@smtp.example.com:587",
 }
 
 

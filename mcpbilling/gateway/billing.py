@@ -35,6 +35,7 @@ from mcpbilling.gateway.ratelimit import RateLimiter
 from mcpbilling.gateway.registry import error_result
 from mcpbilling.gateway.spares import SpareHolds
 from mcpbilling.gateway.upstream import UpstreamPool, UpstreamUnavailable
+from mcpbilling.gateway.workers import ToolWorkers
 
 RECEIPT_META_KEY = "mcpbilling/receipt"
 IDEMPOTENCY_META_KEY = "mcpbilling/idempotency_key"
@@ -132,6 +133,7 @@ async def billed_call(
     idempotency_key: str | None,
     limiter: RateLimiter,
     upstreams: UpstreamPool,
+    workers: ToolWorkers,
     database: LoopDatabase | None = None,
     spares: SpareHolds | None = None,
 ) -> types.CallToolResult:
@@ -160,7 +162,7 @@ async def billed_call(
     outcome, result, produced = Outcome.ERROR, None, False
     try:
         with anyio.fail_after(offer.timeout_s):
-            result = await offer.run(arguments, upstreams=upstreams)
+            result = await offer.run(arguments, upstreams=upstreams, workers=workers)
         outcome = Outcome.ERROR if result.is_error else Outcome.SUCCESS
         produced = True
     except TimeoutError:

@@ -27,6 +27,7 @@ from billing.services.pricing import Quote
 from mcpbilling.gateway.db import run_db
 from mcpbilling.gateway.registry import PythonTool, python_tools
 from mcpbilling.gateway.upstream import UpstreamPool
+from mcpbilling.gateway.workers import ToolWorkers
 
 PRICE_META_KEY = "mcpbilling/price"
 MAX_ERRORS_REPORTED = 5
@@ -91,11 +92,11 @@ class Offer:
         return arguments
 
     async def run(
-        self, arguments: dict[str, Any], *, upstreams: UpstreamPool
+        self, arguments: dict[str, Any], *, upstreams: UpstreamPool, workers: ToolWorkers
     ) -> types.CallToolResult:
         """Execute the tool with validated arguments (no timeout here: the caller sets it)."""
         if self.python is not None:
-            return await self.python.run(arguments)
+            return await self.python.run(arguments, workers=workers)
         upstream = self.tool.upstream
         assert upstream is not None
         return await upstreams.call(

@@ -8,12 +8,13 @@ default one; it never replaces a price an operator has set.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import mcp_types as types
@@ -24,6 +25,9 @@ from mcp.server.mcpserver.tools import Tool as SdkTool
 
 from billing.models import Tool
 from billing.services.pricing import decimal_to_microcents, tool_price_set
+
+if TYPE_CHECKING:
+    from mcpbilling.gateway.workers import ToolWorkers
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,9 @@ class PythonTool:
     price_microcents: int
     credits: int | None
     timeout_s: float
+    # Runs in the server (a thread, or the loop when async) instead of a worker process:
+    # for tools that wait on the network or disk and need no protection from themselves.
+    io_bound: bool = False
 
     @property
     def name(self) -> str:
@@ -49,27 +56,47 @@ class PythonTool:
         """The arguments as the function takes them; raises pydantic's ValidationError."""
         return self.sdk_tool.fn_metadata.validate_arguments(arguments)
 
-    async def run(self, validated: dict[str, Any]) -> types.CallToolResult:
-        """Call the function; ToolError and crashes become ``isError`` results.
-
-        A synchronous function runs on a worker thread that a timeout abandons.
-        """
+    def call(self, validated: dict[str, Any]) -> types.CallToolResult:
+        """Call the function in this thread (an async one with ``asyncio.run``, so never
+        on a running loop): what a worker process does."""
         fn = self.sdk_tool.fn
         try:
-            if self.sdk_tool.is_async:
-                value = await fn(**validated)
-            else:
-                value = await anyio.to_thread.run_sync(
-                    lambda: fn(**validated), abandon_on_cancel=True
-                )
-        except ToolError as exc:
-            return error_result(str(exc))
-        except Exception:
-            logger.exception("tool %s raised", self.name)
-            return error_result(f"The tool {self.name} failed.")
+            return self._result(asyncio.run(fn(**validated)) if self.is_async else fn(**validated))
+        except Exception as exc:
+            return self._failure(exc)
+
+    async def run(self, validated: dict[str, Any], *, workers: ToolWorkers) -> types.CallToolResult:
+        """Call the function: in a worker process, or in the server when it is I/O-bound.
+
+        An I/O-bound synchronous function runs on a worker thread that a timeout
+        abandons; an I/O-bound async one on the event loop.
+        """
+        if not self.io_bound:
+            return await workers.run(self.name, validated, cpu_s=self.timeout_s)
+        if not self.is_async:
+            return await anyio.to_thread.run_sync(self.call, validated, abandon_on_cancel=True)
+        try:
+            return self._result(await self.sdk_tool.fn(**validated))
+        except Exception as exc:
+            return self._failure(exc)
+
+    @property
+    def is_async(self) -> bool:
+        return self.sdk_tool.is_async
+
+    def _result(self, value: Any) -> types.CallToolResult:
         result = self.sdk_tool.fn_metadata.convert_result(value)
         assert isinstance(result, types.CallToolResult)
         return result
+
+    def _failure(self, exc: Exception) -> types.CallToolResult:
+        """A failed call as its caller sees it: ToolError's text, else nothing internal."""
+        if isinstance(exc, ToolError):
+            return error_result(str(exc))
+        if isinstance(exc, MemoryError):
+            return error_result(f"The tool {self.name} ran out of memory.")
+        logger.error("tool %s raised", self.name, exc_info=exc)
+        return error_result(f"The tool {self.name} failed.")
 
 
 def error_result(text: str) -> types.CallToolResult:
@@ -88,12 +115,15 @@ def tool(
     credits: int | None = None,
     free: bool = False,
     timeout_s: float = 30.0,
+    io_bound: bool = False,
 ) -> Callable[[F], F]:
     """Register a function as a tool, with its default price per call.
 
     ``price_cents`` may be fractional ("0.25"); ``credits`` is what a call costs
     on a credits plan (None: not payable in credits). ``free`` tools need no price.
-    Raise ``ToolError`` for a failure the caller should read.
+    Raise ``ToolError`` for a failure the caller should read. A tool runs in a
+    worker process under the limits of ``workers``; ``io_bound`` runs it in the
+    server instead (for tools that wait on the network, not the CPU).
     """
     if not free and price_cents is None:
         raise ValueError("a tool needs a default price_cents unless it is free")
@@ -109,15 +139,16 @@ def tool(
             price_microcents=0 if free else decimal_to_microcents(str(price_cents)),
             credits=None if free else credits,
             timeout_s=timeout_s,
+            io_bound=io_bound,
         )
         return fn
 
     return register
 
 
-def python_tools() -> dict[str, PythonTool]:
-    """The registered tools of the modules in ``MCP_TOOL_MODULES``, by name."""
-    modules = set(settings.MCP_TOOL_MODULES)
+def python_tools(modules: list[str] | None = None) -> dict[str, PythonTool]:
+    """The registered tools of ``modules`` (default ``MCP_TOOL_MODULES``), by name."""
+    modules = set(settings.MCP_TOOL_MODULES if modules is None else modules)
     for module in modules:
         importlib.import_module(module)
     return {name: entry for name, entry in _REGISTRY.items() if entry.module in modules}

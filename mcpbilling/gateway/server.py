@@ -37,6 +37,7 @@ from mcpbilling.gateway.ratelimit import RateLimiter, rate_limiter
 from mcpbilling.gateway.registry import tools_sync_python
 from mcpbilling.gateway.spares import SpareHolds, spare_holds
 from mcpbilling.gateway.upstream import UpstreamPool
+from mcpbilling.gateway.workers import ToolWorkers, tool_workers
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +47,13 @@ MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 @dataclass(frozen=True)
 class GatewayState:
-    """What lives as long as the server: the rate limiter, the upstream connections
-    and the loop's database sessions (None: the engine's phases run on threads)."""
+    """What lives as long as the server: the rate limiter, the upstream connections,
+    the Python tools' worker processes and the loop's database sessions (None: the
+    engine's phases run on threads)."""
 
     limiter: RateLimiter
     upstreams: UpstreamPool
+    workers: ToolWorkers
     database: LoopDatabase | None
     spares: SpareHolds | None
 
@@ -66,6 +69,12 @@ async def _lifespan(_: Server[GatewayState]) -> AsyncIterator[GatewayState]:
         rate_limiter() as limiter,
         loop_database() as database,
         anyio.create_task_group() as task_group,
+        tool_workers(
+            task_group,
+            size=settings.MCP_TOOL_WORKERS,
+            modules=settings.MCP_TOOL_MODULES,
+            memory_mb=settings.MCP_TOOL_MEMORY_MB,
+        ) as workers,
     ):
         spares = spare_holds(database)
         if spares is not None:
@@ -73,6 +82,7 @@ async def _lifespan(_: Server[GatewayState]) -> AsyncIterator[GatewayState]:
         yield GatewayState(
             limiter=limiter,
             upstreams=UpstreamPool(task_group),
+            workers=workers,
             database=database,
             spares=spares,
         )
@@ -142,6 +152,7 @@ async def _call_tool(
         idempotency_key=_idempotency_key(ctx.params),
         limiter=ctx.lifespan_context.limiter,
         upstreams=ctx.lifespan_context.upstreams,
+        workers=ctx.lifespan_context.workers,
         database=ctx.lifespan_context.database,
         spares=ctx.lifespan_context.spares,
     )

@@ -1,4 +1,5 @@
-"""Hosted pages: Checkout (``/c/pay/{id}``), the portal (``/p/session/{id}``), invoices."""
+"""Hosted pages: Checkout (``/c/pay/{id}``), the portal (``/p/session/{id}``), invoices
+(``/i/{id}``) and payment receipts (``/r/{charge id}``, a charge's ``receipt_url``)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def routes() -> list[BaseRoute]:
         Route("/p/session/{session_id}", portal_page, methods=["GET"]),
         Route("/p/session/{session_id}", portal_submit, methods=["POST"]),
         Route("/i/{invoice_id}", invoice_page, methods=["GET"]),
+        Route("/r/{charge_id}", receipt_page, methods=["GET"]),
     ]
 
 
@@ -344,3 +346,24 @@ async def invoice_page(request: Request) -> Response:
             paid=escape(format_amount(inv["amount_paid"], inv["currency"])),
         )
     return _page(f"Invoice {inv['number']}", body)
+
+
+# --- payment receipts -------------------------------------------------------------------
+async def receipt_page(request: Request) -> Response:
+    """The receipt of a captured charge, where its ``receipt_url`` points."""
+    runtime, _ = _context(request)
+    with runtime.store.lock:
+        charge = runtime.store.get("charge", request.path_params["charge_id"])
+        if charge is None or not charge["captured"]:
+            return _message("Not found", "There is no such receipt.", status=404)
+        card = charge["payment_method_details"]["card"]
+        body = templates.RECEIPT.substitute(
+            merchant=escape(ACCOUNT_NAME),
+            number=escape(charge["receipt_number"] or charge["id"]),
+            date=escape(_date(charge["created"])),
+            description=escape(charge["description"] or "Payment"),
+            amount=escape(format_amount(charge["amount_captured"], charge["currency"])),
+            refunded=escape(format_amount(charge["amount_refunded"], charge["currency"])),
+            card=escape(f"{card['brand'].title()} ending {card['last4']}"),
+        )
+    return _page(f"Receipt {charge['receipt_number']}", body)

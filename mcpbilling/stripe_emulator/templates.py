@@ -104,6 +104,16 @@ ACTION = Template("""<form method="post" action="$action">
   <button type="submit" class="$style">$label</button>
 </form>""")
 
+RECEIPT = Template("""<h1>Receipt from $merchant</h1>
+<p class="muted">Receipt $number &middot; $date</p>
+<table>
+<tr><td>$description</td><td class="amount">$amount</td></tr>
+<tr class="total"><td>Amount paid</td><td class="amount">$amount</td></tr>
+<tr><td>Refunded</td><td class="amount">$refunded</td></tr>
+<tr><td>Payment method</td><td>$card</td></tr>
+</table>
+""")
+
 INVOICE = Template("""<h1>Invoice $number</h1>
 <p class="muted">$merchant &middot; $status</p>
 <table>$lines

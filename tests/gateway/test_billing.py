@@ -7,6 +7,7 @@ import time
 
 import anyio
 import pytest
+from django.conf import settings
 
 from billing.models import Hold, UsageRecord
 from customers.authentication import authenticate
@@ -15,6 +16,7 @@ from mcpbilling.gateway.catalog import offers_load
 from mcpbilling.gateway.ratelimit import MemoryCounters, RateLimiter
 from mcpbilling.gateway.registry import tools_sync_python
 from mcpbilling.gateway.upstream import UpstreamPool
+from mcpbilling.gateway.workers import tool_workers
 from tests.gateway import tools_for_tests
 from tests.gateway.support import balance
 
@@ -26,7 +28,10 @@ def cancelled_once(started: threading.Event, principal, offer, arguments) -> Non
     """Start a billed call and cancel it as soon as ``started`` is set."""
 
     async def main() -> None:
-        async with anyio.create_task_group() as group:
+        async with (
+            anyio.create_task_group() as group,
+            tool_workers(group, size=1, modules=settings.MCP_TOOL_MODULES, memory_mb=0) as workers,
+        ):
             group.start_soon(
                 lambda: billing.billed_call(
                     principal=principal,
@@ -35,6 +40,7 @@ def cancelled_once(started: threading.Event, principal, offer, arguments) -> Non
                     idempotency_key=None,
                     limiter=RateLimiter(MemoryCounters()),
                     upstreams=UpstreamPool(group),
+                    workers=workers,
                 )
             )
             while not started.is_set():

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from datetime import date
 
-import anyio
 import pytest
 from django.conf import settings
 from mcp.server.mcpserver.exceptions import ToolError
@@ -20,7 +19,7 @@ from mcpbilling.gateway.tools.units import convert
 
 def run_tool(name: str, **arguments):
     registered = python_tools()[name]
-    return anyio.run(registered.run, registered.validate(arguments))
+    return registered.call(registered.validate(arguments))
 
 
 class TestCalculate:

@@ -1,5 +1,6 @@
 """Payment methods, payment intents, charges and refunds with Stripe's test cards."""
 
+import httpx
 import pytest
 import stripe
 
@@ -224,3 +225,15 @@ def test_refund_of_a_failed_intent_is_refused(client):
     with pytest.raises(stripe.InvalidRequestError) as refused:
         client.v1.refunds.create({"payment_intent": caught.value.error.payment_intent.id})
     assert refused.value.param == "payment_intent"
+
+
+def test_a_captured_charge_has_a_receipt_page(client, emulator, paying_customer):
+    intent = _charge_default_card(client, paying_customer, 1250, description="Starter credits")
+    charge = client.v1.charges.retrieve(intent.latest_charge)
+
+    assert charge.receipt_url == f"{emulator.url}/r/{charge.id}"
+    page = httpx.get(charge.receipt_url)
+    assert page.status_code == 200
+    assert "Starter credits" in page.text and "$12.50" in page.text
+    assert charge.receipt_number in page.text
+    assert httpx.get(f"{emulator.url}/r/ch_missing").status_code == 404

@@ -259,3 +259,19 @@ def test_reprocessing_every_event_changes_nothing(
     }
     assert LedgerEntry.objects.count() == entries
     assert not EventProcessing.objects.filter(status="failed").exists()
+
+
+def test_the_subscription_invoice_and_a_pack_payment_reach_the_invoices_page(
+    site, shopper, client, emulator, emulator_http, pro_plan
+):
+    """dj-stripe mirrors what the webhooks carry; the invoices page reads the mirror."""
+    pack = CreditPackFactory(name="Starter", credits=100, price_cents=1000)
+    session_id = _checkout(client, "/billing/credits/", pack=pack.slug)
+    emulator_http.post(f"/_emulator/checkout/{session_id}/pay", json={}).raise_for_status()
+    _subscribe(client, emulator, emulator_http, pro_plan)
+
+    page = client.get("/billing/invoices/").content.decode()
+
+    assert page.count('<tr id="invoice-in_') == 1 and "$20.00" in page
+    assert page.count('<tr id="payment-ch_') == 1 and "Starter credit pack" in page
+    assert "$10.00" in page

@@ -17,6 +17,7 @@ class Command(BaseCommand):
             self.stdout.write(f"admin login: admin / {result.admin_password} (shown once)")
         if result.customer_password:
             self.stdout.write(
-                f"customer login: demo / {result.customer_password} (shown once; /billing/credits/)"
+                f"customer login: {result.customer.email} / {result.customer_password} "
+                "(shown once; sign in at /accounts/login/)"
             )
         self.stdout.write(f"api_key={result.api_key}")

@@ -134,15 +134,17 @@ class Command(BaseCommand):
         key_file = Path(settings.RUN_DIR) / "demo_api_key"
         lines = [
             "",
+            f"  Site           {base}/  (sign up, or sign in as demo@example.com)",
             f"  MCP endpoint   {base}/mcp",
             f"  Admin          {base}/admin/",
-            f"  Billing pages  {base}/billing/credits/",
             f"  Health         {base}/healthz",
         ]
         if settings.STRIPE_EMULATED:
             lines.append(f"  Stripe emulator {settings.STRIPE_API_HOST}")
         if key_file.exists():
             lines.append(f"  Demo API key   {key_file.read_text().strip()}")
+        if settings.EMAIL_BACKEND.endswith(".console.EmailBackend"):
+            lines.append("  Mail (sign-up verification, password reset) is printed below.")
         self.stdout.write("\n".join([*lines, "  Ctrl-C stops everything.", ""]))
 
     def _stop_all(self) -> None:

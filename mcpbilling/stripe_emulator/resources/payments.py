@@ -271,6 +271,7 @@ def _capture(ctx: Ctx, intent: Obj, charge: Obj, amount: int) -> None:
             "balance_transaction": txn["id"],
             "captured": True,
             "receipt_number": f"{ctx.store.next_number():04d}-{ctx.store.next_number():04d}",
+            "receipt_url": f"{ctx.url_base}/r/{charge['id']}",
         }
     )
     if amount < charge["amount"]:

@@ -1,0 +1,1 @@
+"""The customer's pages that show billing: pricing, dashboard, usage, connect, payments."""
