@@ -1,9 +1,10 @@
-"""The build's one step pyproject.toml cannot say: templates/ goes into the wheel.
+"""The build's one step pyproject.toml cannot say: templates/ and static/ go into the wheel.
 
-The source tree keeps every template in templates/ at the root (settings'
-TEMPLATES DIRS); an installed wheel has no root, so the build copies them to
-mcpbilling/templates/, where the app template loader finds them (mcpbilling is
-an installed app).
+The source tree keeps every template in templates/ and the layout's files in
+static/ at the root (settings' TEMPLATES DIRS and STATICFILES_DIRS); an
+installed wheel has no root, so the build copies them to mcpbilling/templates/
+and mcpbilling/static/, where the app loaders find them (mcpbilling is an
+installed app).
 """
 
 import shutil
@@ -16,11 +17,12 @@ from setuptools.command.build_py import build_py
 class BuildWithTemplates(build_py):
     def run(self):
         super().run()
-        source = Path(__file__).resolve().parent / "templates"
-        if source.is_dir() and not self.editable_mode:
-            shutil.copytree(
-                source, Path(self.build_lib) / "mcpbilling" / "templates", dirs_exist_ok=True
-            )
+        root = Path(__file__).resolve().parent
+        for folder in ("templates", "static"):
+            if (root / folder).is_dir() and not self.editable_mode:
+                shutil.copytree(
+                    root / folder, Path(self.build_lib) / "mcpbilling" / folder, dirs_exist_ok=True
+                )
 
 
 setup(cmdclass={"build_py": BuildWithTemplates})

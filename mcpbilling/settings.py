@@ -305,7 +305,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# The source tree's static/; an installed wheel carries it as mcpbilling/static/ instead
+# (found there as an app's static files: see setup.py).
+STATICFILES_DIRS = [path for path in [BASE_DIR / "static"] if path.is_dir()]
 # Where collectstatic gathers files for production; development serves them
 # from the apps directly (WhiteNoise's finders), so it needs none.
 STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")) if PRODUCTION else None

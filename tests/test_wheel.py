@@ -21,6 +21,8 @@ assert mcpbilling.__file__.startswith(PREFIX), mcpbilling.__file__
 for name in ("base.html", "billing/credits.html", "admin/customers/grant_credits.html"):
     get_template(name)
 import webhooks.apis, mcpbilling.api.urls
+from django.contrib.staticfiles import finders
+assert finders.find("css/site.css"), "static files missing"
 print("templates and apps from", mcpbilling.__file__)
 """
 
@@ -95,7 +97,7 @@ def _run(work: Path, *args: str) -> subprocess.CompletedProcess:
 def test_the_installed_wheel_passes_the_system_checks(installed):
     checked = _run(installed, "manage.py", "check")
     assert checked.returncode == 0, checked.stderr
-    assert "no issues" in checked.stdout
+    assert "no issues" in checked.stdout, checked.stdout + checked.stderr
     migrations = _run(installed, "manage.py", "makemigrations", "--check", "--dry-run")
     assert migrations.returncode == 0, migrations.stdout + migrations.stderr
 
