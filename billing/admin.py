@@ -1,7 +1,11 @@
+import uuid
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Q
+from django.template.response import TemplateResponse
+from django.utils import timezone
 
 from billing.models import (
     BudgetCounter,
@@ -22,10 +26,12 @@ from billing.models import (
     UsageRecord,
 )
 from billing.services.calls import holds_abandon
-from billing.services.ledger import usage_refund
+from billing.services.ledger import credit_grant, usage_refund
 from billing.services.outbox import outbox_requeue
 from billing.services.pricing import tiers_validate, tool_price_set
 from billing.services.stripe_catalog import credit_pack_stripe_sync, plan_stripe_sync
+from customers.admin import CustomerAdmin
+from customers.models import Customer
 from mcpbilling.errors import ApplicationError
 
 
@@ -383,3 +389,79 @@ class BudgetCounterAdmin(ReadOnlyAdmin):
     list_display = ("customer", "api_key", "day", "spent_microcents")
     search_fields = ("customer__email",)
     list_filter = ("day",)
+
+
+# --- the customer page gains billing's actions -------------------------------------------
+
+
+class GrantCreditsForm(forms.Form):
+    credits = forms.IntegerField(min_value=1, max_value=10**12, help_text="Whole credits each.")
+    reason = forms.CharField(
+        max_length=255, help_text="Recorded in the ledger, e.g. 'Goodwill for ticket 4521'."
+    )
+    expires_at = forms.DateTimeField(
+        required=False, help_text="Optional, UTC (YYYY-MM-DD HH:MM); empty: never expires."
+    )
+    # Drawn when the form is shown: submitting it twice grants once.
+    grant_token = forms.UUIDField(widget=forms.HiddenInput)
+
+    def clean_expires_at(self):
+        value = self.cleaned_data["expires_at"]
+        if value is not None and value <= timezone.now():
+            raise ValidationError("An expiry must be in the future.")
+        return value
+
+
+class BillingCustomerAdmin(CustomerAdmin):
+    """The customers' admin of ``customers``, with their balance and a "grant credits" action."""
+
+    list_display = (*CustomerAdmin.list_display, "balance")
+    list_select_related = ("plan", "credit_account")
+    actions = [*CustomerAdmin.actions, "grant_credits"]
+
+    @admin.display(description="credits", ordering="credit_account__balance_credits")
+    def balance(self, customer) -> int:
+        return customer.credit_account.balance_credits
+
+    def has_grant_credits_permission(self, request) -> bool:
+        return request.user.has_perm("billing.add_ledgerentry")
+
+    @admin.action(description="Grant credits (with a reason)", permissions=["grant_credits"])
+    def grant_credits(self, request, queryset):
+        customers = list(queryset.select_related("credit_account"))
+        if "apply" in request.POST:
+            form = GrantCreditsForm(request.POST)
+            if form.is_valid():
+                data = form.cleaned_data
+                for customer in customers:
+                    credit_grant(
+                        customer_id=customer.pk,
+                        credits=data["credits"],
+                        idempotency_key=f"admin-grant:{data['grant_token']}:{customer.pk}",
+                        description=f"{data['reason']} (by {request.user.get_username()})",
+                        expires_at=data["expires_at"],
+                    )
+                self.message_user(
+                    request,
+                    f"Granted {data['credits']} credits to {len(customers)} customer(s).",
+                    messages.SUCCESS,
+                )
+                return None
+        else:
+            form = GrantCreditsForm(initial={"grant_token": uuid.uuid4()})
+        return TemplateResponse(
+            request,
+            "admin/customers/grant_credits.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Grant credits",
+                "opts": self.model._meta,
+                "customers": customers,
+                "form": form,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+
+admin.site.unregister(Customer)
+admin.site.register(Customer, BillingCustomerAdmin)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
-from django.db.models import Count, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.urls import reverse
 from django.utils import timezone
 from djstripe import models as dj
@@ -15,6 +15,7 @@ from billing.models import (
     BillingModel,
     CreditAccount,
     CreditPack,
+    Hold,
     LedgerEntry,
     Payment,
     PaymentPath,
@@ -607,3 +608,43 @@ def usage_batch(rows, *, after: tuple[datetime, object] | None, size: int) -> li
         created_at, usage_id = after
         rows = rows.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=usage_id))
     return list(rows[:size])
+
+
+# --- the operators' API -----------------------------------------------------------------
+
+
+def ledger_entry_list(*, customer: Customer) -> QuerySet[LedgerEntry]:
+    """The customer's ledger, each entry with the lot it opened (grants, refunds)."""
+    return LedgerEntry.objects.filter(account__customer=customer).select_related("lot")
+
+
+def usage_records() -> QuerySet[UsageRecord]:
+    """Settled calls with the names a listing shows; filtered and paged by the caller.
+
+    Only the columns a listing shows are read: not the stored tool result, nor the
+    related rows' JSON (a tool's schema, a price's tiers), which cost more to decode
+    than the query costs to run.
+    """
+    return UsageRecord.objects.select_related("tool", "price", "plan", "api_key").only(
+        *(f.name for f in UsageRecord._meta.concrete_fields if f.name != "response"),
+        "tool__name",
+        "price__version",
+        "plan__slug",
+        "api_key__prefix",
+    )
+
+
+def hold_list_open() -> QuerySet[Hold]:
+    """Holds of calls in flight (and spares reserved for the next calls)."""
+    return Hold.objects.filter(status=Hold.Status.HELD).select_related("tool")
+
+
+def tool_list() -> QuerySet[Tool]:
+    """Tools, each with its price versions newest first (the first is the active one)."""
+    return Tool.objects.prefetch_related(
+        Prefetch("prices", queryset=ToolPrice.objects.order_by("-version"))
+    )
+
+
+def tool_price_list(*, tool: Tool) -> QuerySet[ToolPrice]:
+    return ToolPrice.objects.filter(tool=tool)

@@ -1,9 +1,10 @@
-"""Reads of customers and their API keys, always scoped to one customer."""
+"""Reads of customers and their API keys."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from customers.models import ApiKey, Customer
@@ -35,3 +36,13 @@ def api_key_get(*, customer: Customer, key_id) -> ApiKey | None:
     except (TypeError, ValueError):
         return None
     return ApiKey.objects.filter(customer=customer, pk=key_id).first()
+
+
+def customer_list() -> QuerySet[Customer]:
+    """Every customer with what a listing shows (plan); filtered by the caller."""
+    return Customer.objects.select_related("plan")
+
+
+def customer_api_keys(*, customer: Customer) -> QuerySet[ApiKey]:
+    """The customer's API keys, revoked ones too, as a query (for the API's paged lists)."""
+    return ApiKey.objects.filter(customer=customer)

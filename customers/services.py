@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -46,14 +47,106 @@ def customer_create(
     CreditAccount.objects.create(customer=customer)
     # The Stripe customer is created through the outbox: a Stripe outage never
     # blocks sign-up.
+    _stripe_sync_enqueue(customer, identifier=f"customer_sync:{customer.pk}", now=now)
+    return customer
+
+
+def _stripe_sync_enqueue(customer: Customer, *, identifier: str, now: datetime) -> None:
+    """Queue the creation or update of the customer's Stripe customer (name, email)."""
     OutboxMessage.objects.create(
         kind=OutboxMessage.Kind.CUSTOMER_SYNC,
-        identifier=f"customer_sync:{customer.pk}",
+        identifier=identifier,
         customer=customer,
         payload={"email": customer.email, "name": customer.name},
         next_attempt_at=now,
     )
+
+
+# Statuses an operator sets; past_due follows Stripe, canceled is customer_deactivate's.
+OPERATOR_STATUSES = (Customer.Status.ACTIVE, Customer.Status.SUSPENDED)
+# Stripe subscription statuses that still bill the customer.
+LIVE_SUBSCRIPTION_STATUSES = ("active", "trialing", "past_due", "unpaid", "incomplete")
+
+
+@transaction.atomic
+def customer_update(
+    *,
+    customer: Customer,
+    now: datetime | None = None,
+    **changes,
+) -> Customer:
+    """Change a customer's ``email``, ``name``, ``plan``, ``status`` (active or suspended)
+    or ``daily_budget_microcents``; Stripe hears of a new email or name through the outbox.
+    """
+    now = now or timezone.now()
+    unknown = set(changes) - {"email", "name", "plan", "status", "daily_budget_microcents"}
+    if unknown:
+        raise ValueError(f"customer_update cannot change {sorted(unknown)}")
+    customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    if "email" in changes:
+        changes["email"] = changes["email"].strip().lower()
+        taken = Customer.objects.filter(email=changes["email"]).exclude(pk=customer.pk)
+        if taken.exists():
+            raise ApplicationError(
+                "customer_exists", f"A customer with email {changes['email']} exists."
+            )
+    if "status" in changes and changes["status"] != customer.status:
+        if changes["status"] not in OPERATOR_STATUSES:
+            raise ApplicationError(
+                "invalid_status",
+                f"An operator sets the status to {' or '.join(OPERATOR_STATUSES)}; "
+                "past_due follows Stripe and a customer is canceled by deactivating it.",
+            )
+        if customer.status == Customer.Status.PAST_DUE:
+            raise ApplicationError(
+                "invalid_status", "A past-due customer becomes active when Stripe is paid."
+            )
+    if "plan" in changes and changes["plan"] != customer.plan:
+        customer_plan_change(customer=customer, plan=changes.pop("plan"))
+    changes.pop("plan", None)
+    changed = [name for name, value in changes.items() if getattr(customer, name) != value]
+    for name in changed:
+        setattr(customer, name, changes[name])
+    if changed:
+        customer.save(update_fields=[*changed, "updated_at"])
+    if {"email", "name"} & set(changed):
+        _stripe_sync_enqueue(
+            customer, identifier=f"customer_sync:{customer.pk}:{uuid.uuid4()}", now=now
+        )
+    _credentials_forget_on_commit(customer_id=customer.pk)
     return customer
+
+
+@transaction.atomic
+def customer_deactivate(*, customer: Customer, now: datetime | None = None) -> Customer:
+    """Stop a customer for good: status canceled, every API key revoked.
+
+    Nothing is erased: the ledger, the usage and the keys stay as records.
+    Refused while a Stripe subscription still bills the customer (cancel it first).
+    """
+    now = now or timezone.now()
+    customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    if customer.subscription_status in LIVE_SUBSCRIPTION_STATUSES:
+        raise ApplicationError(
+            "subscription_active",
+            f"The customer's Stripe subscription is {customer.subscription_status}; "
+            "cancel it first (POST /api/v1/subscriptions/{id}/cancel/).",
+        )
+    if customer.status != Customer.Status.CANCELED:
+        customer.status = Customer.Status.CANCELED
+        customer.save(update_fields=["status", "updated_at"])
+    for api_key in customer.api_keys.filter(revoked_at__isnull=True):
+        api_key_revoke(api_key=api_key, now=now)
+    _credentials_forget_on_commit(customer_id=customer.pk)
+    return customer
+
+
+def _credentials_forget_on_commit(*, customer_id: int | None = None, prefix: str | None = None):
+    """Drop the gateway's cached lookups once the transaction commits."""
+    # customers.authentication imports this module (key hashing), hence the late import.
+    from customers.authentication import credentials_forget
+
+    transaction.on_commit(lambda: credentials_forget(customer_id=customer_id, prefix=prefix))
 
 
 def customer_period_current(*, customer: Customer, now: datetime | None = None) -> Customer:
@@ -118,7 +211,11 @@ def api_key_create(
     expires_at: datetime | None = None,
     daily_budget_microcents: int | None = None,
 ) -> IssuedKey:
-    """Issue a new key; the returned secret is the only copy."""
+    """Issue a new key; the returned secret is the only copy. A canceled customer gets none."""
+    if customer.status == Customer.Status.CANCELED:
+        raise ApplicationError(
+            "customer_inactive", "This customer is deactivated; it gets no new API keys."
+        )
     for _ in range(5):
         prefix = KEY_PREFIX + secrets.token_hex(PREFIX_CHARS // 2)
         raw = f"{prefix}_{secrets.token_urlsafe(SECRET_BYTES)}"
@@ -146,9 +243,7 @@ def api_key_revoke(*, api_key: ApiKey, now: datetime | None = None) -> ApiKey:
         api_key.revoked_at = now or timezone.now()
         api_key.save(update_fields=["revoked_at"])
         # Drop the gateway's cached lookup too, so the key stops at once.
-        from customers.authentication import credentials_forget
-
-        transaction.on_commit(lambda: credentials_forget(prefix=api_key.prefix))
+        _credentials_forget_on_commit(prefix=api_key.prefix)
     return api_key
 
 
@@ -157,8 +252,12 @@ def api_key_rotate(*, api_key: ApiKey, now: datetime | None = None) -> IssuedKey
     """Revoke a key and issue its replacement with the same name, scopes and limits.
 
     A key that expires gets a replacement with the same lifetime from now, so
-    rotating an expired key gives a working one.
+    rotating an expired key gives a working one. A revoked key is not rotated.
     """
+    if api_key.revoked_at is not None:
+        raise ApplicationError(
+            "key_revoked", "This key is revoked; issue a new key instead of rotating it."
+        )
     now = now or timezone.now()
     expires_at = api_key.expires_at
     if expires_at is not None:

@@ -1,11 +1,8 @@
-"""The one application error type services raise, and its REST mapping."""
+"""The one application error type services raise (the REST API maps it in mcpbilling/api)."""
 
 from __future__ import annotations
 
 from typing import Any
-
-from rest_framework.response import Response
-from rest_framework.views import exception_handler
 
 
 class ApplicationError(Exception):
@@ -24,13 +21,3 @@ class ApplicationError(Exception):
 
     def as_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, **self.extra}
-
-
-def drf_exception_handler(exc, context):
-    """Render ApplicationError as ``{"error": {...}}``; everything else as DRF does."""
-    if isinstance(exc, ApplicationError):
-        return Response({"error": exc.as_dict()}, status=exc.status)
-    response = exception_handler(exc, context)
-    if response is not None and not isinstance(response.data, dict | list):
-        response.data = {"detail": response.data}
-    return response

@@ -40,6 +40,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_filters",
     "djstripe",
     "allauth",
     "allauth.account",
@@ -49,6 +51,7 @@ INSTALLED_APPS = [
     "customers",
     "billing",
     "webhooks",
+    "mcpbilling.api",
 ]
 
 MIDDLEWARE = [
@@ -61,6 +64,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # Idempotency-Key on POSTs to /api/v1/ (after authentication: keys are per operator).
+    "mcpbilling.api.idempotency.IdempotencyMiddleware",
 ]
 
 ROOT_URLCONF = "mcpbilling.urls"
@@ -162,6 +167,7 @@ CELERY_BEAT_SCHEDULE = {
     "outbox-dispatch": {"task": "billing.tasks.outbox_dispatch", "schedule": 10.0},
     "reconcile-meters": {"task": "billing.tasks.reconcile_meters", "schedule": 3600.0},
     "stripe-events-sweep": {"task": "webhooks.tasks.events_sweep_task", "schedule": 60.0},
+    "api-idempotency-purge": {"task": "api.tasks.idempotency_purge", "schedule": 3600.0},
 }
 
 # --- Stripe ----------------------------------------------------------------
@@ -235,23 +241,55 @@ for _name in ("HOST", "PORT", "HOST_USER", "HOST_PASSWORD", "USE_TLS", "USE_SSL"
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="MCP Billing <billing@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
-# --- REST API --------------------------------------------------------------
+# --- REST API (docs/decisions/0020) ---------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "mcpbilling.errors.drf_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PERMISSION_CLASSES": ["mcpbilling.api.permissions.OperatorPermissions"],
+    "DEFAULT_PARSER_CLASSES": ["mcpbilling.api.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "mcpbilling.api.schema.ApiSchema",
+    "EXCEPTION_HANDLER": "mcpbilling.api.errors.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "mcpbilling.api.pagination.CursorPage",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "PAGE_SIZE": 50,
+    # Ids are strings in the API; money is a *_decimal string of cents.
+    "COERCE_DECIMAL_TO_STRING": True,
+    "DATETIME_FORMAT": "iso-8601",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "MCP Billing operator API",
+    "DESCRIPTION": (
+        "Run the business from code: customers, API keys, credits, usage, plans, tools and "
+        "prices, upstream MCP servers, Stripe's subscriptions, invoices and payments, webhook "
+        "events and the outbox. Authenticate with `Authorization: Token <operator token>` "
+        "(`python manage.py operator_token NAME`). Ids are strings, money is a `*_decimal` "
+        "string of cents, credits are integers, times are ISO 8601 in UTC. Every error is "
+        '`{"error": {"code", "message", "fields"?}}`; every list is a cursor page '
+        '`{"results", "next", "previous"}`; every POST takes an `Idempotency-Key`.'
+    ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["mcpbilling.api.permissions.StaffOnly"],
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": False,
+    "ENUM_NAME_OVERRIDES": {},
+    "PATH_CONVERTER_OVERRIDE": {
+        "id": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+        "stripe_id": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,255}$"},
+    },
+    # Swagger UI and Redoc are served from this project (drf-spectacular-sidecar), no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
+# How long an Idempotency-Key and its answer are kept, hours (at least 24).
+API_IDEMPOTENCY_TTL_H = max(env.int("API_IDEMPOTENCY_TTL_H", default=24), 24)
 
 # --- Auth, i18n, static ----------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -272,7 +310,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# The source tree's static/; an installed wheel carries it as mcpbilling/static/ instead
+# (found there as an app's static files: see setup.py).
+STATICFILES_DIRS = [path for path in [BASE_DIR / "static"] if path.is_dir()]
 # Where collectstatic gathers files for production; development serves them
 # from the apps directly (WhiteNoise's finders), so it needs none.
 STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")) if PRODUCTION else None
@@ -326,6 +366,9 @@ MCP_TOOL_MODULES = env.list(
         "mcpbilling.gateway.tools.dates",
     ],
 )
+# Commands a stdio upstream server may run when it is set up through the REST API
+# (anything through the admin). Empty: stdio servers are set up in the admin only.
+MCP_UPSTREAM_STDIO_COMMANDS = env.list("MCP_UPSTREAM_STDIO_COMMANDS", default=[])
 # Python tools run in this many worker processes per server process (a tool that holds
 # the CPU cannot stall the server; at its timeout the worker is killed and replaced),
 # each allowed this much more memory than the loaded tools use (0: no limit).

@@ -18,6 +18,7 @@ urlpatterns = [
         name="oauth-protected-resource-mcp",
     ),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("mcpbilling.api.urls", namespace="api")),
     # dj-stripe's webhook view behind our checks (webhooks/views.py); same path and name.
     path("stripe/webhook/<uuid:uuid>/", stripe_webhook, name="stripe-webhook"),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),

@@ -1,10 +1,12 @@
-"""Every model's admin pages render for an operator."""
+"""Every model's admin pages render for an operator; the admin's billing actions."""
+
+import uuid
 
 import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from billing.models import BillingModel, CreditAccount, Hold, Tool, UsageRecord
+from billing.models import BillingModel, CreditAccount, Hold, LedgerEntry, Tool, UsageRecord
 from billing.services.calls import call_authorize_ahead
 from billing.services.ledger import credit_grant
 from tests.factories import PlanFactory, api_key, customer, priced_tool
@@ -76,3 +78,41 @@ def test_releasing_holds_releases_calls_and_returns_spares(operator, on_postgres
     assert Hold.objects.filter(spare=True, status=Hold.Status.RETURNED).count() == 2
     assert UsageRecord.objects.get().outcome == "cancelled"  # the call's; spares were no calls
     assert CreditAccount.objects.get(customer=owner).held_credits == 0
+
+
+def _grant_action(operator, customers, **form):
+    data = {"action": "grant_credits", "_selected_action": [c.pk for c in customers], **form}
+    return operator.post(reverse("admin:customers_customer_changelist"), data)
+
+
+def test_grant_credits_asks_for_credits_and_a_reason_then_grants_once(operator):
+    ada, bob = customer("ada@example.com"), customer("bob@example.com")
+    page = _grant_action(operator, [ada, bob])
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "ada@example.com" in html and "bob@example.com" in html and 'name="reason"' in html
+    token = page.context["form"].initial["grant_token"]
+    refused = _grant_action(operator, [ada], apply="1", credits=50, reason="", grant_token=token)
+    assert refused.status_code == 200 and refused.context["form"].errors["reason"]
+    for _ in range(2):  # a double submit grants once
+        done = _grant_action(
+            operator, [ada, bob], apply="1", credits=50, reason="Goodwill", grant_token=token
+        )
+        assert done.status_code == 302
+    for owner in (ada, bob):
+        assert CreditAccount.objects.get(customer=owner).balance_credits == 50
+        entry = LedgerEntry.objects.get(account__customer=owner)
+        assert entry.description == "Goodwill (by op)"
+
+
+def test_staff_who_may_not_grant_do_not_get_the_action(client, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("viewer", is_staff=True)
+    viewer.user_permissions.set(Permission.objects.filter(codename__startswith="view_"))
+    client.force_login(viewer)
+    owner = customer()
+    page = client.get(reverse("admin:customers_customer_changelist"))
+    assert page.status_code == 200 and b"grant_credits" not in page.content
+    _grant_action(client, [owner], apply="1", credits=5, reason="x", grant_token=uuid.uuid4())
+    assert CreditAccount.objects.get(customer=owner).balance_credits == 0

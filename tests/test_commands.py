@@ -116,3 +116,13 @@ def test_operator_token_creates_a_staff_user_once():
     assert run("operator_token", "ops").strip() == token
     stored = Token.objects.get(key=token)
     assert stored.user.username == "ops" and stored.user.is_staff
+    assert stored.user.has_perm("billing.add_ledgerentry")
+    assert stored.user.has_perm("customers.delete_customer")
+
+
+def test_operator_token_view_only_reads_and_cannot_write():
+    token = run("operator_token", "auditor", "--view-only").strip()
+    user = Token.objects.get(key=token).user
+    assert user.has_perm("billing.view_usagerecord") and user.has_perm("djstripe.view_invoice")
+    assert not user.has_perm("billing.add_ledgerentry")
+    assert not user.has_perm("customers.change_customer")

@@ -46,7 +46,7 @@ def test_500_is_in_the_layout_without_the_error(settings):
 def test_errors_under_the_api_are_json(client, settings):
     response = client.get("/api/v1/no-such-thing/")
     assert response.status_code == 404
-    assert response.json() == {"error": {"code": "not_found", "message": "Not found."}}
+    assert response.json()["error"]["code"] == "not_found"
 
     settings.ROOT_URLCONF = __name__
     failed = Client(raise_request_exception=False).get("/api/boom/")

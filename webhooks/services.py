@@ -18,6 +18,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from djstripe.models import Event, WebhookEndpoint
 
+from mcpbilling.errors import ApplicationError
 from mcpbilling.stripe_api import stripe_client
 from webhooks.handlers import Outcome, handler_for
 from webhooks.models import EventProcessing
@@ -175,3 +176,14 @@ def webhook_endpoint_ensure(*, site_url: str) -> WebhookEndpoint:
     )
     endpoint.refresh_from_db()
     return endpoint
+
+
+def event_retry_now(*, processing: EventProcessing) -> EventProcessing:
+    """An operator's retry of one event: queued again now, unless it finished (succeeded or
+    ignored)."""
+    if not event_retry(processing=processing):
+        raise ApplicationError(
+            "event_finished", f"This event is {processing.status}: there is nothing to retry."
+        )
+    processing.refresh_from_db()
+    return processing

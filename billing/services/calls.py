@@ -983,3 +983,13 @@ def holds_release_stale(*, now: datetime | None = None) -> int:
         status=Hold.Status.EXPIRED,
         now=now,
     )
+
+
+def hold_release(*, hold_id: int, now: datetime | None = None) -> Hold:
+    """Release one open hold by hand (its call will never settle): charge nothing.
+
+    A call's hold is released as cancelled, with its usage row; a spare is returned.
+    """
+    if not holds_abandon(Hold.objects.filter(pk=hold_id), outcome=Outcome.CANCELLED, now=now):
+        raise ApplicationError("hold_not_open", "This hold is settled already.")
+    return Hold.objects.get(pk=hold_id)

@@ -16,7 +16,14 @@ from django.db import connection, transaction
 from django.db.models import F, Field
 from django.utils import timezone
 
-from billing.models import CreditAccount, CreditLot, LedgerEntry, UsageRecord
+from billing.models import (
+    CreditAccount,
+    CreditLot,
+    LedgerEntry,
+    PaymentPath,
+    PeriodCounter,
+    UsageRecord,
+)
 from billing.rows import Slot, Statement, db_value, row_insert, values_of
 from mcpbilling.errors import ApplicationError
 
@@ -226,16 +233,75 @@ def credit_grant(
 
 
 @transaction.atomic
-def usage_refund(*, usage_id, reason: str = "") -> LedgerEntry | None:
-    """Give back what a charged call cost, once; returns the credit entry (None if paid in money).
+def credit_adjust(
+    *, customer_id: int, credits: int, reason: str, idempotency_key: str
+) -> LedgerEntry:
+    """Correct a balance by hand, once per idempotency key; ``reason`` is the entry's text.
 
-    Refunded credits come back as a lot that does not expire (docs/decisions).
+    Credits added come as a lot that never expires; credits removed come from the
+    lots that expire first, and never from what calls in flight hold.
+    """
+    if not reason.strip():
+        raise ApplicationError("reason_required", "An adjustment needs a reason.")
+    if credits > 0:
+        return credit_grant(
+            customer_id=customer_id,
+            credits=credits,
+            idempotency_key=idempotency_key,
+            description=reason,
+            kind=Kind.ADJUSTMENT,
+        )
+    if credits == 0:
+        raise ApplicationError("invalid_amount", "An adjustment adds or removes credits, not 0.")
+    account = account_lock(customer_id=customer_id)
+    existing = _existing(idempotency_key, account=account, amount=credits)
+    if existing is not None:
+        return existing
+    if -credits > account.available_credits:
+        raise ApplicationError(
+            "insufficient_credits",
+            f"Only {account.available_credits} credits can be removed: the balance is "
+            f"{account.balance_credits}, of which {account.held_credits} are held by calls "
+            "in flight.",
+        )
+    entry = entry_append(
+        account=account,
+        kind=Kind.ADJUSTMENT,
+        amount_credits=credits,
+        idempotency_key=idempotency_key,
+        description=reason,
+    )
+    left = -credits
+    for lot in CreditLot.objects.filter(account=account, remaining_credits__gt=0):  # expiring first
+        taken = min(lot.remaining_credits, left)
+        CreditLot.objects.filter(pk=lot.pk).update(remaining_credits=F("remaining_credits") - taken)
+        left -= taken
+        if not left:
+            break
+    return entry
+
+
+@transaction.atomic
+def usage_refund(*, usage_id, reason: str = "") -> LedgerEntry | None:
+    """Give back what a charged call cost, once; returns the credit entry (None if not credits).
+
+    Refunded credits come back as a lot that does not expire (docs/decisions); a
+    pay-as-you-go amount is taken off what will be collected; an included or free
+    call is given back to the period's count. Refused (nothing changes) when the
+    money already left our hands: a pay-as-you-go amount collected in a payment, or
+    a call reported to a Stripe meter; those are refunded at Stripe.
     """
     usage = UsageRecord.objects.select_for_update().get(pk=usage_id)
     if not usage.charged:
         raise ApplicationError("not_charged", "This call was not charged.")
     if usage.refunded_at is not None:
         return LedgerEntry.objects.filter(idempotency_key=f"refund:{usage.pk}").first()
+    if usage.path == PaymentPath.METERED:
+        raise ApplicationError(
+            "refund_at_stripe",
+            "This call was reported to a Stripe meter, which bills it: credit the customer at "
+            "Stripe (a credit note or a balance adjustment).",
+        )
     now = timezone.now()
     UsageRecord.objects.filter(pk=usage.pk).update(refunded_at=now)
     if usage.credits:
@@ -255,11 +321,25 @@ def usage_refund(*, usage_id, reason: str = "") -> LedgerEntry | None:
             remaining_credits=usage.credits,
         )
         return entry
-    if usage.amount_microcents and usage.path == "payg":
-        # Not yet collected: take it off what will be collected; otherwise Stripe refunds it.
-        CreditAccount.objects.filter(
+    if usage.path == PaymentPath.PAYG and usage.amount_microcents:
+        taken_off = CreditAccount.objects.filter(
             customer_id=usage.customer_id, unbilled_microcents__gte=usage.amount_microcents
         ).update(unbilled_microcents=F("unbilled_microcents") - usage.amount_microcents)
+        if not taken_off:
+            raise ApplicationError(
+                "already_collected",
+                "This call's amount was already collected in a payment: refund that payment "
+                "at Stripe.",
+            )
+    counted = {
+        PaymentPath.INCLUDED: "included_calls_used",
+        PaymentPath.FREE_TIER: "free_calls_used",
+    }
+    if usage.path in counted:
+        field = counted[usage.path]
+        PeriodCounter.objects.filter(
+            customer_id=usage.customer_id, period_start=usage.period_start, **{f"{field}__gt": 0}
+        ).update(**{field: F(field) - 1})
     return None
 
 

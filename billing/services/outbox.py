@@ -34,6 +34,7 @@ from billing.models import OutboxMessage
 from billing.services.collection import payment_charge
 from billing.services.stripe_catalog import stripe_customer_ensure
 from customers.models import Customer
+from mcpbilling.errors import ApplicationError
 from mcpbilling.stripe_api import stripe_client
 
 logger = logging.getLogger(__name__)
@@ -414,3 +415,14 @@ def outbox_requeue(*, ids: list) -> int:
     return OutboxMessage.objects.filter(pk__in=ids, status__in=[Status.DEAD, Status.FAILED]).update(
         status=Status.PENDING, attempts=0, next_attempt_at=timezone.now(), last_error=""
     )
+
+
+def outbox_message_requeue(*, message: OutboxMessage) -> OutboxMessage:
+    """Send one dead or failed row again now (an operator's retry); refused for other rows."""
+    if not outbox_requeue(ids=[message.pk]):
+        raise ApplicationError(
+            "not_requeueable",
+            f"Only dead or failed rows are sent again; this one is {message.status}.",
+        )
+    message.refresh_from_db()
+    return message

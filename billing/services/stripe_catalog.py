@@ -45,7 +45,7 @@ def _plain(obj: Any) -> dict[str, Any]:
     return json.loads(str(obj))
 
 
-def _mirror(model: type[dj.StripeModel], obj: Any) -> None:
+def mirror(model: type[dj.StripeModel], obj: Any) -> None:
     model.sync_from_stripe_data(_plain(obj), api_key=settings.STRIPE_SECRET_KEY)
 
 
@@ -71,7 +71,7 @@ def stripe_customer_ensure(*, customer: Customer, client: stripe.StripeClient | 
     with transaction.atomic():
         Customer.objects.filter(pk=customer.pk).update(stripe_customer_id=remote.id)
         customer.stripe_customer_id = remote.id
-        _mirror(dj.Customer, remote)
+        mirror(dj.Customer, remote)
     return remote.id
 
 
@@ -98,7 +98,7 @@ def _product_ensure(
     else:
         if product.name != name or product.active != active:
             product = client.v1.products.update(product_id, {"name": name, "active": active})
-    _mirror(dj.Product, product)
+    mirror(dj.Product, product)
     return product
 
 
@@ -136,8 +136,8 @@ def _price_ensure(client: stripe.StripeClient, *, lookup_key: str, wanted: dict[
             {**wanted, "lookup_key": lookup_key, "transfer_lookup_key": True}
         )
         if found and found[0].active:
-            _mirror(dj.Price, client.v1.prices.update(found[0].id, {"active": False}))
-    _mirror(dj.Price, price)
+            mirror(dj.Price, client.v1.prices.update(found[0].id, {"active": False}))
+    mirror(dj.Price, price)
     return price
 
 

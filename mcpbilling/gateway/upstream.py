@@ -31,6 +31,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from billing.models import Tool, UpstreamServer
+from mcpbilling.errors import ApplicationError
 from mcpbilling.gateway.db import run_db
 from mcpbilling.gateway.registry import tool_row_sync
 
@@ -137,6 +138,20 @@ def upstream_rows_sync(*, server: UpstreamServer, listed: list[types.Tool]) -> l
         logger.warning("upstream %s no longer lists %s; disabled", server.name, name)
     gone.update(enabled=False)
     return rows
+
+
+def upstream_refresh(*, server: UpstreamServer) -> list[Tool]:
+    """List ``server``'s tools now and bring their rows up to date (from synchronous code:
+    the API, a command); an unreachable or failing server is an ``upstream_unreachable``."""
+    try:
+        return anyio.run(upstream_tools_sync, server)
+    except Exception as exc:  # any failure of the server or the link: reported, nothing changed
+        logger.warning("upstream %s: refresh failed: %r", server.name, exc)
+        raise ApplicationError(
+            "upstream_unreachable",
+            f"The upstream server {server.name} could not be listed "
+            f"({type(exc).__name__}); check its address or command and refresh again.",
+        ) from exc
 
 
 # --- calls ------------------------------------------------------------------
