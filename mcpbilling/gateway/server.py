@@ -23,7 +23,7 @@ import mcp_types as types
 from django.conf import settings
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
-from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -37,6 +37,7 @@ from mcpbilling.gateway.db import LoopDatabase, loop_database, run_db
 from mcpbilling.gateway.errors import internal_error_response, unauthorized_response
 from mcpbilling.gateway.ratelimit import RateLimiter, rate_limiter
 from mcpbilling.gateway.registry import tools_sync_python
+from mcpbilling.gateway.security import request_refused
 from mcpbilling.gateway.spares import SpareHolds, spare_holds
 from mcpbilling.gateway.upstream import UpstreamPool
 from mcpbilling.gateway.workers import ToolWorkers, tool_workers
@@ -205,14 +206,18 @@ class GatewayApp:
 
     def __init__(self, app: ASGIApp, security: TransportSecuritySettings) -> None:
         self.app = app
-        self.security = TransportSecurityMiddleware(security)
+        self.security = security
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        refused = await self.security.validate_request(request, is_post=request.method == "POST")
+        refused = request_refused(
+            request,
+            allowed_hosts=self.security.allowed_hosts,
+            allowed_origins=self.security.allowed_origins,
+        )
         if refused is not None:
             await refused(scope, receive, send)
             return

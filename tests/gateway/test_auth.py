@@ -102,6 +102,28 @@ class TestOverHttp:
         assert post(site, {"Origin": "https://evil.example"}).status_code == 403
         assert post(site, {**bearer(key), "Origin": "http://localhost:3000"}).status_code == 200
 
+    @pytest.mark.parametrize(
+        "host",
+        [
+            "127.0.0.1:x.evil.example",
+            "127.0.0.1:8000.evil.example",
+            "127.0.0.1:99999",
+            "evil.example",
+        ],
+    )
+    def test_a_host_that_only_starts_like_an_allowed_one_gets_421(self, site, funded, host):
+        _, key = funded(10)
+        response = post(site, {**bearer(key), "Host": host})
+        assert response.status_code == 421
+        assert response.json()["error"]["code"] == "request_refused"
+
+    @pytest.mark.parametrize(
+        "origin", ["http://localhost:3000.evil.example", "http://localhost:x@evil.example"]
+    )
+    def test_an_origin_that_only_starts_like_an_allowed_one_gets_403(self, site, funded, origin):
+        _, key = funded(10)
+        assert post(site, {**bearer(key), "Origin": origin}).status_code == 403
+
     def test_a_jwt_from_the_operator_calls_tools(self, site, funded, jwt_settings):
         owner, _ = funded(10)
         token = jwt.encode(claims(sub=str(owner.pk)), SECRET, algorithm="HS256")
