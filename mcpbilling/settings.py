@@ -11,9 +11,10 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-RUN_DIR = BASE_DIR / ".run"  # the embedded default's state: broker folders, demo key
-
 env = environ.Env()
+
+# The embedded default's state: broker folders, beat's schedule, the emulator's state, the demo key.
+RUN_DIR = Path(env.str("RUN_DIR", default=str(BASE_DIR / ".run")))
 
 PRODUCTION = env.str("DJANGO_ENV", default="development") == "production"
 DEBUG = env.bool("DEBUG", default=not PRODUCTION)
@@ -140,6 +141,10 @@ else:
 REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=50)
 REDIS_POOL_TIMEOUT_S = env.float("REDIS_POOL_TIMEOUT_S", default=10.0)
 
+# How long a stopping server lets the calls in flight finish (then they are cancelled,
+# and released); `manage.py serve` passes it to uvicorn's --timeout-graceful-shutdown.
+SHUTDOWN_GRACE_S = env.int("SHUTDOWN_GRACE_S", default=30)
+
 # --- Celery ----------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL == "filesystem://":
@@ -148,6 +153,7 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "processed_folder": str(RUN_DIR / "celery" / "processed"),
+        "control_folder": str(RUN_DIR / "celery" / "control"),
         "store_processed": False,
     }
 CELERY_RESULT_BACKEND = None

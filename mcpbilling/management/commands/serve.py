@@ -1,4 +1,13 @@
-"""``python manage.py serve``: the whole embedded stack in the foreground (``make run``)."""
+"""``python manage.py serve``: the whole embedded stack in the foreground (``make run``).
+
+Each child (uvicorn, the Celery worker with beat, the Stripe emulator) runs in a
+session of its own, so Ctrl-C at the terminal reaches only this command, which
+then stops them once each, in order: the web server first (it stops taking
+requests, lets the calls in flight finish and settle, gives spare holds back
+and stops its tool workers, within ``SHUTDOWN_GRACE_S``), then the worker (a
+warm shutdown: running tasks finish), then the emulator. SIGTERM does the
+same. A second Ctrl-C stops everything at once. The exit status is 0.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +39,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, workers, no_worker, **options):
         self.children: dict[str, subprocess.Popen] = {}
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             if settings.STRIPE_EMULATED:
                 self._start_emulator()
@@ -53,6 +62,8 @@ class Command(BaseCommand):
                     "--lifespan",
                     "on",
                     "--proxy-headers",
+                    "--timeout-graceful-shutdown",
+                    str(settings.SHUTDOWN_GRACE_S),
                 ],
             )
             self._banner(host, port)
@@ -64,12 +75,14 @@ class Command(BaseCommand):
                     break
                 time.sleep(0.5)
         except KeyboardInterrupt:
-            self.stdout.write("Stopping…")
+            self.stdout.write("Stopping: the calls in flight finish first (Ctrl-C again: at once).")
         finally:
             self._stop_all()
+        self.stdout.write("Stopped.")
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
-        child = subprocess.Popen(argv, cwd=settings.BASE_DIR)
+        # A session of its own: the terminal's Ctrl-C reaches this command only.
+        child = subprocess.Popen(argv, cwd=settings.BASE_DIR, start_new_session=True)
         self.children[name] = child
         return child
 
@@ -108,7 +121,7 @@ class Command(BaseCommand):
 
     def _start_worker(self) -> None:
         if settings.CELERY_BROKER_URL == "filesystem://":
-            for folder in ("broker", "processed"):
+            for folder in ("broker", "processed", "control"):
                 (Path(settings.RUN_DIR) / "celery" / folder).mkdir(parents=True, exist_ok=True)
         self._spawn(
             "celery",
@@ -148,12 +161,30 @@ class Command(BaseCommand):
         self.stdout.write("\n".join([*lines, "  Ctrl-C stops everything.", ""]))
 
     def _stop_all(self) -> None:
-        for child in self.children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 10
-        for child in self.children.values():
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
+        """Stop the children once each, in order, each within its grace; kill what lingers.
+
+        A second Ctrl-C (or SIGTERM) while waiting kills every child at once.
+        """
+        try:
+            for name in ("web", "celery", "stripe"):
+                child = self.children.get(name)
+                if child is None or child.poll() is not None:
+                    continue
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(timeout=settings.SHUTDOWN_GRACE_S + 10)
+                except subprocess.TimeoutExpired:
+                    self.stderr.write(f"The {name} process did not stop in time; killed.")
+                    child.kill()
+        except KeyboardInterrupt:
+            self.stderr.write("Killed without waiting.")
+        finally:
+            for child in self.children.values():
+                if child.poll() is None:
+                    child.kill()
+                child.wait()
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM stops the stack as Ctrl-C does."""
+    raise KeyboardInterrupt

@@ -39,4 +39,5 @@ class Command(BaseCommand):
         app = create_app(state_file=state_file)
         kept = f", state in {state_file}" if state_file else ""
         self.stdout.write(f"Stripe emulator on http://{host}:{port} (test keys only{kept})")
-        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
+        # One process, whatever WEB_CONCURRENCY says (uvicorn reads it as its default).
+        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", workers=1)
