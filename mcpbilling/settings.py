@@ -375,6 +375,8 @@ MCP_TOOL_MODULES = env.list(
 # Commands a stdio upstream server may run when it is set up through the REST API
 # (anything through the admin). Empty: stdio servers are set up in the admin only.
 MCP_UPSTREAM_STDIO_COMMANDS = env.list("MCP_UPSTREAM_STDIO_COMMANDS", default=[])
+# "${NAME}" in an upstream server's configuration reads only variables with this prefix.
+MCP_UPSTREAM_ENV_PREFIX = env.str("MCP_UPSTREAM_ENV_PREFIX", default="UPSTREAM_")
 # Python tools run in this many worker processes per server process (a tool that holds
 # the CPU cannot stall the server; at its timeout the worker is killed and replaced),
 # each allowed this much more memory than the loaded tools use (0: no limit).

@@ -6,6 +6,7 @@ follows with ``stripe_catalog.plan_stripe_sync``.
 
 from __future__ import annotations
 
+import re
 import shutil
 from typing import Any
 
@@ -15,6 +16,47 @@ from django.db.models import ProtectedError
 
 from billing.models import BillingModel, Plan, Tool, UpstreamServer
 from mcpbilling.errors import ApplicationError
+
+# "${NAME}" in an upstream server's URL, headers, command, arguments or environment is
+# read from the environment when the gateway connects; only names with the prefix
+# MCP_UPSTREAM_ENV_PREFIX may be read, so no row (an API caller's included) can make the
+# gateway send SECRET_KEY or STRIPE_SECRET_KEY to a server of its choosing.
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def env_reference_allowed(name: str) -> bool:
+    """Whether an upstream server's configuration may read environment variable ``name``."""
+    prefix = settings.MCP_UPSTREAM_ENV_PREFIX
+    return bool(prefix) and name.startswith(prefix)
+
+
+def _env_references_refused(server: UpstreamServer) -> dict[str, str]:
+    """The fields naming environment variables they may not read, with what to do."""
+    fields = {
+        "url": [server.url],
+        "command": [server.command],
+        "args": [str(arg) for arg in server.args],
+        "headers": [str(value) for value in server.headers.values()],
+        "env": [str(value) for value in server.env.values()],
+    }
+    problems = {}
+    for field, values in fields.items():
+        names = sorted(
+            {name for value in values for name in ENV_REFERENCE.findall(value or "")}
+            - {
+                name
+                for value in values
+                for name in ENV_REFERENCE.findall(value or "")
+                if env_reference_allowed(name)
+            }
+        )
+        if names:
+            problems[field] = (
+                f"Only environment variables starting with {settings.MCP_UPSTREAM_ENV_PREFIX!r} "
+                f"may be read here, not {', '.join(names)}."
+            )
+    return problems
+
 
 PLAN_FIELDS = {
     f.name
@@ -109,9 +151,10 @@ def upstream_server_check(server: UpstreamServer) -> None:
     """Refuse a server the gateway could not reach, or a command it may not start.
 
     A stdio server runs a command on this machine, so the API accepts only the
-    commands the deployment lists in ``MCP_UPSTREAM_STDIO_COMMANDS``.
+    commands the deployment lists in ``MCP_UPSTREAM_STDIO_COMMANDS``; any field may
+    read only the environment variables ``env_reference_allowed``.
     """
-    problems: dict[str, str] = {}
+    problems = _env_references_refused(server)
     if server.transport == UpstreamServer.Transport.HTTP:
         if not server.url:
             problems["url"] = "A Streamable HTTP server needs its URL."

@@ -31,13 +31,13 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from billing.models import Tool, UpstreamServer
+from billing.services.catalog import ENV_REFERENCE, env_reference_allowed
 from mcpbilling.errors import ApplicationError
 from mcpbilling.gateway.db import run_db
 from mcpbilling.gateway.registry import tool_row_sync
 
 logger = logging.getLogger(__name__)
 
-ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MAX_LIST_PAGES = 100
 
 
@@ -46,10 +46,17 @@ class UpstreamUnavailable(Exception):
 
 
 def env_expanded(value: str) -> str:
-    """``value`` with each ``${NAME}`` replaced by the environment variable NAME."""
+    """``value`` with each ``${NAME}`` replaced by the environment variable NAME.
+
+    A name the configuration may not read (``env_reference_allowed``) reads as
+    empty, whoever wrote the row.
+    """
 
     def lookup(match: re.Match[str]) -> str:
         name = match.group(1)
+        if not env_reference_allowed(name):
+            logger.warning("upstream configuration names ${%s}, which it may not read", name)
+            return ""
         if name not in os.environ:
             logger.warning("upstream configuration names ${%s}, which is not set", name)
         return os.environ.get(name, "")

@@ -135,7 +135,7 @@ def test_upstream_servers_are_created_changed_and_removed(api):
             "name": "search",
             "transport": "http",
             "url": "https://search.example.com/mcp",
-            "headers": {"Authorization": "Bearer ${SEARCH_TOKEN}"},
+            "headers": {"Authorization": "Bearer ${UPSTREAM_SEARCH_TOKEN}"},
             "tool_prefix": "search_",
         },
         format="json",
@@ -147,6 +147,23 @@ def test_upstream_servers_are_created_changed_and_removed(api):
     missing_url = api.patch(f"{API}upstream-servers/{server_id}/", {"url": ""}, format="json")
     assert missing_url.status_code == 400 and "url" in error_of(missing_url)["fields"]
     assert api.delete(f"{API}upstream-servers/{server_id}/").status_code == 204
+    assert not UpstreamServer.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("headers", {"Authorization": "Bearer ${STRIPE_SECRET_KEY}"}),
+        ("url", "https://collector.example/${SECRET_KEY}"),
+    ],
+)
+def test_an_upstream_server_may_not_read_the_services_secrets(api, field, value):
+    """An operator token cannot make the gateway send SECRET_KEY to a URL it chooses."""
+    body = {"name": "exfil", "transport": "http", "url": "https://collector.example/mcp"}
+    response = api.post(f"{API}upstream-servers/", {**body, field: value}, format="json")
+    assert response.status_code == 400
+    assert field in error_of(response)["fields"]
+    assert "UPSTREAM_" in error_of(response)["fields"][field][0]
     assert not UpstreamServer.objects.exists()
 
 

@@ -48,13 +48,13 @@ def http_upstream(monkeypatch):
 
 @pytest.fixture
 def stdio_upstream(monkeypatch):
-    monkeypatch.setenv("GREETING_FROM_TEST", "Bonjour")
+    monkeypatch.setenv("UPSTREAM_GREETING", "Bonjour")
     server = UpstreamServer.objects.create(
         name="local",
         transport=UpstreamServer.Transport.STDIO,
         command=sys.executable,
         args=[str(UPSTREAM_SCRIPT)],
-        env={"GREETING": "${GREETING_FROM_TEST}"},
+        env={"GREETING": "${UPSTREAM_GREETING}"},
         tool_prefix="local_",
         include=["greet", "pid", "broken"],
     )
@@ -160,8 +160,15 @@ class TestStdioUpstream:
 
 
 def test_env_references_are_expanded(monkeypatch):
-    monkeypatch.setenv("API_TOKEN", "abc")
-    monkeypatch.delenv("NOT_SET", raising=False)
-    assert env_expanded("Bearer ${API_TOKEN}") == "Bearer abc"
-    assert env_expanded("${NOT_SET}x") == "x"
-    assert env_expanded("$API_TOKEN") == "$API_TOKEN"
+    monkeypatch.setenv("UPSTREAM_API_TOKEN", "abc")
+    monkeypatch.delenv("UPSTREAM_NOT_SET", raising=False)
+    assert env_expanded("Bearer ${UPSTREAM_API_TOKEN}") == "Bearer abc"
+    assert env_expanded("${UPSTREAM_NOT_SET}x") == "x"
+    assert env_expanded("$UPSTREAM_API_TOKEN") == "$UPSTREAM_API_TOKEN"
+
+
+def test_only_variables_with_the_upstream_prefix_are_ever_read(monkeypatch, settings):
+    """A row (written in the admin or through the API) cannot read the service's secrets."""
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_live_secret")
+    assert env_expanded("Bearer ${STRIPE_SECRET_KEY}") == "Bearer "
+    assert env_expanded("${SECRET_KEY}") == ""
